@@ -1,0 +1,21 @@
+"""Pneumonia chest X-ray assistant: the router and the frame around every page.
+
+streamlit run app.py
+"""
+
+import streamlit as st
+
+import ui
+
+st.set_page_config(page_title="Pneumonia X-ray assistant", page_icon=":material/radiology:", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/diagnose.py", title="Diagnose", icon=":material/radiology:"),
+    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
+    st.Page("pages/retrain.py", title="Retrain", icon=":material/model_training:"),
+]
+page = st.navigation(pages)
+ui.model_selector()
+st.sidebar.caption("Demo and teaching tool, not a medical device.")
+page.run()

@@ -1,0 +1,71 @@
+"""Diagnose: upload chest X-rays, get verdicts with Grad-CAM, a worklist and reports."""
+
+import streamlit as st
+
+import ui
+from pneumo_core import InputError
+from pneumo_core.imaging import MAX_UPLOAD_MB, overlay
+from pneumo_core.report import report_png
+from pneumo_core.worklist import example_images, worklist_csv, worklist_rows
+
+st.title("Diagnose")
+ui.disclaimer()
+clf = ui.classifier()
+
+uploads = st.file_uploader(
+    f"Chest X-rays: JPEG, PNG or DICOM (.dcm or no extension), up to {MAX_UPLOAD_MB} MB each",
+    accept_multiple_files=True,
+    key="uploads",
+)
+files = [(u.name, u.getvalue()) for u in uploads or []]
+
+examples = example_images(ui.data_dir())
+if examples and not files:
+    choice = st.selectbox("...or try an example from the dataset", ["(none)", *examples], key="example")
+    if choice != "(none)":
+        files = [(choice, examples[choice].read_bytes())]
+
+if not files:
+    st.info("Upload one or more images to get a verdict.")
+    st.stop()
+
+results = [(name, ui.analyze_cached(data)) for name, data in files]
+rows = worklist_rows(results)
+if len(files) > 1:
+    st.subheader("Worklist (highest probability first)")
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.download_button("Download results (CSV)", worklist_csv(rows), "pneumonia_worklist.csv", "text/csv", key="csv")
+
+
+@st.fragment
+def show(index: int, name: str, analysis) -> None:
+    """One image; the opacity slider reruns only this fragment, never the model."""
+    left, right = st.columns(2)
+    opacity = right.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key=f"opacity_{index}")
+    left.image(analysis.pixels, caption="Image as read", width="stretch", clamp=True)
+    right.image(
+        overlay(analysis.pixels, analysis.heatmap, opacity),
+        caption="Grad-CAM: regions that drove the verdict",
+        width="stretch",
+    )
+    st.download_button(
+        "Download report (PNG)", report_png(analysis, model_name=clf.name, source_name=name, opacity=opacity),
+        f"{name}_report.png", "image/png", key=f"report_{index}",
+    )  # fmt: skip
+
+
+for index, (name, result) in enumerate(results):
+    st.divider()
+    if isinstance(result, InputError):
+        st.subheader(name)
+        st.error(result.message)
+        continue
+    p = result.prediction
+    verdict_color = "red" if p.label == "PNEUMONIA" else "green"
+    st.subheader(f"{name}: :{verdict_color}[{p.label}]")
+    a, b, c = st.columns(3)
+    a.metric("Probability of pneumonia", f"{100 * p.probability_pneumonia:.1f}%")
+    b.metric("Operating threshold", f"{100 * p.operating_threshold:.1f}%")
+    c.metric("Reading", p.band)
+    st.caption("Image facts: " + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in p.facts.items()))
+    show(index, name, result)

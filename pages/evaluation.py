@@ -1,0 +1,74 @@
+"""Evaluation: test-set confusion matrix, ROC, PR, calibration and metrics, from stored predictions."""
+
+import streamlit as st
+
+import ui
+from pneumo_core import plots
+from pneumo_core.dashboard import load_test_predictions, metric_table, misclassified
+from pneumo_core.evaluation import threshold_metrics
+
+st.title("Evaluation")
+st.caption("Official test set, scored once by each model when it was trained; nothing was tuned on it.")
+names = ui.model_names()
+if not names:
+    st.error("No readable model in models/.")
+    st.stop()
+left, right = st.columns(2)
+name = left.selectbox(
+    "Model", names, index=names.index(ui.selected_model()) if ui.selected_model() in names else 0, key="eval_model"
+)
+compare = right.selectbox("Compare with", ["(none)", *[n for n in names if n != name]], key="eval_compare")
+
+primary = load_test_predictions(name)
+if primary is None:
+    st.warning(f"{name} has no stored test-set predictions.")
+    st.stop()
+models = {name: primary}
+if compare != "(none)" and (other := load_test_predictions(compare)) is not None:
+    models[compare] = other
+
+st.subheader("Metrics at each model's frozen operating threshold (95% bootstrap CIs)")
+st.dataframe(metric_table(models), hide_index=True, width="stretch")
+
+
+@st.fragment
+def threshold_explorer() -> None:
+    """The slider reruns this fragment only."""
+    threshold = st.slider(
+        "Threshold (explore; the model's frozen operating threshold is the default)",
+        0.01, 0.99, float(round(primary.threshold, 2)), 0.01, key="eval_threshold",
+    )  # fmt: skip
+    at = threshold_metrics(primary.y_true, primary.y_prob, threshold=threshold)
+    a, b, c, d = st.columns(4)
+    a.metric("Sensitivity", f"{100 * at['sensitivity']:.1f}%")
+    b.metric("Specificity", f"{100 * at['specificity']:.1f}%")
+    c.metric("Accuracy", f"{100 * at['accuracy']:.1f}%")
+    d.metric("Precision", f"{100 * at['precision']:.1f}%")
+    col1, col2 = st.columns(2)
+    col1.plotly_chart(
+        plots.confusion_matrix_figure(at["confusion"], primary.class_names, f"Confusion matrix at {threshold:.2f}"),
+        key="eval_cm",
+    )
+    curves = {n: (m.y_true, m.y_prob) for n, m in models.items()}
+    frozen = {n: plots.operating_point(m.y_true, m.y_prob, m.threshold) for n, m in models.items()}
+    marker = plots.operating_point(primary.y_true, primary.y_prob, threshold)
+    col2.plotly_chart(plots.roc_figure(curves, frozen, marker), key="eval_roc")
+
+
+threshold_explorer()
+curves = {n: (m.y_true, m.y_prob) for n, m in models.items()}
+col1, col2 = st.columns(2)
+col1.plotly_chart(plots.pr_figure(curves), key="eval_pr")
+col2.plotly_chart(plots.calibration_figure(curves), key="eval_calibration")
+if primary.history:
+    st.plotly_chart(plots.training_curves_figure(primary.history), key="eval_history")
+
+data_dir = ui.data_dir()
+with st.expander("Misclassified test images with Grad-CAM", expanded=False):
+    if data_dir is None:
+        st.info("Set PNEUMO_DATA to the dataset folder to see the misclassified images.")
+    elif st.toggle("Show (runs the model on up to 8 images)", key="eval_gallery"):
+        clf = ui.classifier(name)
+        columns = st.columns(4)
+        for i, item in enumerate(misclassified(primary, data_dir, clf, limit=8)):
+            columns[i % 4].image(item.image, caption=item.caption, width="stretch")

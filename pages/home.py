@@ -1,0 +1,17 @@
+"""Home: what this tool is, and the selected model's card."""
+
+import streamlit as st
+
+import ui
+
+st.title("Pneumonia chest X-ray assistant")
+st.markdown(
+    "Drop a frontal chest X-ray (JPEG, PNG or DICOM) on **Diagnose** for a NORMAL / PNEUMONIA verdict with a "
+    "calibrated probability and a Grad-CAM heatmap. **Evaluation** shows how the model does on the official test "
+    "set; **Retrain** runs a small training job you can watch."
+)
+ui.disclaimer()
+clf = ui.classifier()
+card = clf.path / "MODEL_CARD.md"
+with st.expander(f"Model card: {clf.name}", expanded=True):
+    st.markdown(card.read_text() if card.exists() else "This model has no model card.")

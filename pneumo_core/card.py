@@ -1,0 +1,121 @@
+"""The model card: a Markdown page generated from a model's metadata (no number typed by hand)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _metric_rows(report: dict[str, Any]) -> list[str]:
+    ci = report.get("ci95", {})
+    rows = []
+    for key, label, fmt in (
+        ("auc", "AUC", lambda v: f"{v:.3f}"),
+        ("accuracy", "Accuracy", _pct),
+        ("sensitivity", "Sensitivity", _pct),
+        ("specificity", "Specificity", _pct),
+        ("precision", "Precision (PPV)", _pct),
+        ("f1", "F1", lambda v: f"{v:.3f}"),
+    ):
+        low_high = ci.get(key)
+        interval = f"{fmt(low_high[0])} - {fmt(low_high[1])}" if low_high else ""
+        rows.append(f"| {label} | {fmt(report[key])} | {interval} |")
+    rows.append(f"| Brier score | {report['brier']:.3f} | |")
+    rows.append(f"| Expected calibration error (10 bins) | {report['ece']:.3f} | |")
+    return rows
+
+
+def _report_section(title: str, report: dict[str, Any] | None, note: str) -> list[str]:
+    if not report:
+        return [f"## {title}", "", "Not available (no such split was found when training).", ""]
+    c = report["confusion"]
+    return [
+        f"## {title}",
+        "",
+        note,
+        "",
+        f"n = {report['n']} ({report['n_positive']} pneumonia), threshold {report['threshold']:.3f}.",
+        "",
+        "| Metric | Value | 95% CI (bootstrap) |",
+        "| --- | --- | --- |",
+        *_metric_rows(report),
+        "",
+        f"Confusion matrix: TN {c['tn']}, FP {c['fp']}, FN {c['fn']}, TP {c['tp']}.",
+        "",
+    ]
+
+
+def model_card(metadata: dict[str, Any]) -> str:
+    contract = metadata["contract"]
+    config = metadata["training_config"]
+    data = metadata["data"]
+    machine = metadata["machine"]
+    minutes = metadata["total_seconds"] / 60
+
+    def split_line(name: str, summary: dict[str, Any] | None) -> str:
+        if not summary:
+            return f"- {name}: none"
+        return f"- {name}: {summary['n']} images ({summary['normal']} normal, {summary['pneumonia']} pneumonia), {summary['patients']} patients"
+
+    lines = [
+        f"# Model card: {metadata['name']}",
+        "",
+        "**A demo and teaching tool, not a medical device.** It has not been validated for clinical use.",
+        "",
+        "## Intended use and limits",
+        "",
+        "- Input: one frontal (PA/AP) chest radiograph. Trained only on *pediatric* patients aged 1-5 "
+        "from one hospital (Guangzhou Women and Children's Medical Center, Kermany et al. 2018).",
+        "- Output: probability of pneumonia (bacterial or viral, not distinguished) and a verdict at a "
+        "fixed operating threshold; a Grad-CAM heatmap of the regions that drove the verdict.",
+        "- Not for adults, lateral views, other findings (effusion, nodules, COVID-19 specifically) or "
+        "any decision about a real patient. Heatmaps show what the model used, not where disease is.",
+        "- Known weakness of this dataset: train and test differ in acquisition and prevalence; normal "
+        "images from other sources tend to drift toward 'pneumonia'.",
+        "",
+        "## Data",
+        "",
+        f"Source folder: `{data['source']}` (Kaggle / Mendeley chest_xray layout).",
+        "",
+        split_line("Training (patient-grouped split of train/)", data["train"]),
+        split_line("Validation (held-out patients of train/)", data["validation"]),
+        split_line("Test (official test/, only reported)", data["test"]),
+        "",
+        "## Model",
+        "",
+        f"- Architecture: `{config['arch']}` (width {config['width']}), {metadata['parameters']:,} parameters, "
+        "trained from scratch (no ImageNet weights).",
+        f"- Input: {contract['input_size']} x {contract['input_size']} grayscale, resized without keeping the "
+        f"aspect ratio (Pillow bicubic), intensity normalization `{contract['normalization']}`.",
+        f"- Training: Adam lr {config['learning_rate']}, batch {config['batch_size']}, up to {config['epochs']} "
+        f"epochs ({metadata['epochs_run']} run, early stopping on validation loss, patience "
+        f"{config['early_stopping_patience']}), label smoothing {config['label_smoothing']}, class weights "
+        f"{ {k: round(v, 3) for k, v in data['class_weights'].items()} }, augmentation "
+        f"{'on (rotation, zoom, shift, contrast, brightness; no flips)' if config['augment'] else 'off'}, seed {config['seed']}.",
+        f"- Calibration: temperature {contract['temperature']:.3f} fitted on validation (log-loss).",
+        f"- Operating threshold: {contract['operating_threshold']:.3f}, chosen by {metadata['threshold_method']}. "
+        f"Probabilities within {contract['borderline_margin']:.2f} of it are shown as 'borderline: review'.",
+        f"- Training time: {minutes:.1f} min on {machine['cpu_count']} CPU cores ({machine['processor']}, "
+        f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}).",
+        "",
+        *_report_section(
+            "Validation",
+            metadata.get("validation"),
+            "Held-out training patients. Optimistic: the threshold and temperature were fitted here.",
+        ),
+        *_report_section(
+            "Test",
+            metadata.get("test"),
+            "The official 624-image test set, scored once at the frozen threshold. Nothing was tuned on it.",
+        ),
+        "## Reproduce",
+        "",
+        "```",
+        f"python train.py --config models/{metadata['name']}/metadata.json --out models/{metadata['name']}",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

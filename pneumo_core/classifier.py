@@ -1,0 +1,164 @@
+"""``Classifier``: a loaded model with its contract; image in, calibrated verdict and heatmap out."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import registry
+from .contract import ModelContract
+from .errors import InputError, ModelLoadError
+from .gate import GATE_FILE, FeatureGate, check_header_and_statistics
+from .imaging import DecodedImage, ImageSource, decode, to_model_input
+
+
+@dataclass
+class Prediction:
+    probability_pneumonia: float
+    label: str
+    band: str
+    operating_threshold: float
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    """A verdict with its Grad-CAM heatmap (float32 H x W in [0, 1] at the decoded image's size)."""
+
+    prediction: Prediction
+    heatmap: np.ndarray
+    pixels: np.ndarray
+
+
+class Classifier:
+    """Thread-safe inference for one model folder. Load once, call from many threads."""
+
+    def __init__(
+        self, model: Any, contract: ModelContract, metadata: dict[str, Any], path: Path, gate: FeatureGate | None
+    ):
+        from .gradcam import Explainer
+
+        self.model = model
+        self.contract = contract
+        self.metadata = metadata
+        self.path = path
+        self.name = path.name
+        self.feature_gate = gate
+        self._explainer = Explainer(model, contract.gradcam_layer)
+
+    @classmethod
+    def load(cls, model: str | os.PathLike | None = None) -> Classifier:
+        """Load a registry name, a model folder, or (``None``) the default model.
+
+        Raises:
+            ModelLoadError: with a readable reason when the folder is missing or broken.
+        """
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        try:
+            path = registry.resolve(model)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from None
+        metadata = registry.read_metadata(path)
+        try:
+            contract = ModelContract.from_dict(metadata["contract"])
+            # safe_mode refuses lambda layers and arbitrary code embedded in the file.
+            keras_model = keras.saving.load_model(path / registry.MODEL_FILE, compile=False, safe_mode=True)
+            gate = FeatureGate.load(path / GATE_FILE)
+        except Exception as exc:
+            raise ModelLoadError(f"model {path.name} could not be loaded: {type(exc).__name__}: {exc}") from None
+        classifier = cls(keras_model, contract, metadata, path, gate)
+        classifier.warm_up()
+        return classifier
+
+    @classmethod
+    def load_or_fallback(cls, model: str | None = None) -> tuple[Classifier, str | None]:
+        """Load ``model`` (or the default); on failure fall back to the shipped model.
+
+        Returns the classifier and a warning to show the user (``None`` when nothing went wrong).
+        """
+        try:
+            return cls.load(model), None
+        except ModelLoadError as exc:
+            fallback = cls.load(registry.SHIPPED_DEFAULT)
+            return fallback, f"{exc}. Using the shipped model {registry.SHIPPED_DEFAULT} instead."
+
+    def warm_up(self) -> None:
+        """Trace the compiled graphs once so the first real request is fast."""
+        blank = np.zeros((1, self.contract.input_size, self.contract.input_size, 1), np.float32)
+        self._explainer.explain(blank)
+        self._explainer.predict(blank)
+
+    def prepare(self, image: ImageSource | DecodedImage) -> tuple[np.ndarray, DecodedImage]:
+        """Decode and run the model-free gate checks; ``(model_input (S, S, 1), decoded)``."""
+        decoded = image if isinstance(image, DecodedImage) else decode(image)
+        check_header_and_statistics(decoded)
+        return to_model_input(decoded.pixels, self.contract)[:, :, None], decoded
+
+    def _prediction(self, logit: float, embedding: np.ndarray, decoded: DecodedImage) -> Prediction:
+        if self.feature_gate is not None:
+            self.feature_gate.check(embedding)
+        probability = float(1.0 / (1.0 + np.exp(-logit / self.contract.temperature)))
+        return Prediction(
+            probability_pneumonia=probability,
+            label=self.contract.label_for(probability),
+            band=self.contract.band_for(probability),
+            operating_threshold=self.contract.operating_threshold,
+            facts=dict(decoded.facts),
+        )
+
+    def predict(self, image: ImageSource | DecodedImage) -> Prediction:
+        """Verdict for one image (path, bytes, array or ``DecodedImage``).
+
+        Raises:
+            InputError: the input cannot be read or is not a chest X-ray.
+        """
+        model_input, decoded = self.prepare(image)
+        logits, embeddings = self._explainer.predict(model_input[None])
+        return self._prediction(float(logits[0]), embeddings[0], decoded)
+
+    def analyze(self, image: ImageSource | DecodedImage) -> Analysis:
+        """Verdict and Grad-CAM from one forward and one backward pass."""
+        from .gradcam import heatmap
+
+        model_input, decoded = self.prepare(image)
+        logits, cams, embeddings = self._explainer.explain(model_input[None])
+        prediction = self._prediction(float(logits[0]), embeddings[0], decoded)
+        return Analysis(prediction, heatmap(cams[0], decoded.height, decoded.width), decoded.pixels)
+
+    def gradcam(self, image: ImageSource | DecodedImage) -> np.ndarray:
+        """Grad-CAM for the predicted class: float32 H x W in [0, 1] at the image's resolution."""
+        return self.analyze(image).heatmap
+
+    def predict_many(self, images: list[ImageSource], batch_size: int = 32) -> list[Prediction | InputError]:
+        """Score many inputs; a bad one yields its ``InputError`` in place, the rest are scored."""
+        results: list[Prediction | InputError | None] = [None] * len(images)
+        for start in range(0, len(images), batch_size):
+            prepared: list[tuple[int, np.ndarray, DecodedImage]] = []
+            for index in range(start, min(start + batch_size, len(images))):
+                try:
+                    model_input, decoded = self.prepare(images[index])
+                    prepared.append((index, model_input, decoded))
+                except InputError as error:
+                    results[index] = error
+            if not prepared:
+                continue
+            logits, embeddings = self._explainer.predict(np.stack([p[1] for p in prepared]))
+            for (index, _, decoded), logit, embedding in zip(prepared, logits, embeddings, strict=True):
+                try:
+                    results[index] = self._prediction(float(logit), embedding, decoded)
+                except InputError as error:
+                    results[index] = error
+        return results  # type: ignore[return-value]
+
+    def raw_outputs(self, model_inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated logits ``(N,)`` and pooled features ``(N, D)`` for prepared inputs ``(N, S, S, 1)``."""
+        outputs = [
+            self._explainer.predict(model_inputs[i : i + batch_size]) for i in range(0, len(model_inputs), batch_size)
+        ]
+        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])

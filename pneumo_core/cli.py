@@ -1,0 +1,143 @@
+"""Command line: ``python -m pneumo_core predict|evaluate|models ...``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from .errors import InputError, ModelLoadError
+from .imaging import IMAGE_SUFFIXES
+
+CSV_COLUMNS = ["path", "probability_pneumonia", "label", "error"]
+
+
+def expand_inputs(paths: list[str]) -> list[Path]:
+    """Files as given; folders searched recursively for image files (any case of extension).
+
+    A folder also yields extension-less files, which may be DICOM.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if (
+                    child.is_file()
+                    and not child.name.startswith(".")
+                    and (child.suffix.lower() in IMAGE_SUFFIXES or child.suffix == "")
+                ):
+                    found.append(child)
+        else:
+            found.append(path)
+    return found
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .classifier import Classifier
+
+    classifier = Classifier.load(args.model)
+    files = expand_inputs(args.paths)
+    if not files:
+        print("error: no image files found in the given paths", file=sys.stderr)
+        return 1
+    rows = []
+    for start in range(0, len(files), 32):
+        chunk = files[start : start + 32]
+        for path, result in zip(chunk, classifier.predict_many(chunk), strict=True):
+            if isinstance(result, InputError):
+                rows.append({"path": str(path), "probability_pneumonia": "", "label": "", "error": result.message})
+            else:
+                rows.append(
+                    {
+                        "path": str(path),
+                        "probability_pneumonia": f"{result.probability_pneumonia:.4f}",
+                        "label": result.label,
+                        "error": "",
+                    }
+                )
+    if args.csv:
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    rejected = sum(1 for row in rows if row["error"])
+    if rejected:
+        print(f"{rejected} of {len(rows)} inputs could not be scored (see the error column)", file=sys.stderr)
+    return 1 if rejected else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .classifier import Classifier
+    from .data import list_split
+    from .evaluation import evaluate, summary
+
+    classifier = Classifier.load(args.model)
+    try:
+        samples = list_split(Path(args.dir), "")
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    results = classifier.predict_many([s.path for s in samples])
+    scored = [
+        (s.label, r.probability_pneumonia)
+        for s, r in zip(samples, results, strict=True)
+        if not isinstance(r, InputError)
+    ]
+    rejected = [str(s.path) for s, r in zip(samples, results, strict=True) if isinstance(r, InputError)]
+    if len({label for label, _ in scored}) < 2:
+        print("error: need scored images of both classes (NORMAL/ and PNEUMONIA/)", file=sys.stderr)
+        return 2
+    y_true = np.array([label for label, _ in scored])
+    y_prob = np.array([p for _, p in scored])
+    report = summary(evaluate(y_true, y_prob, threshold=classifier.contract.operating_threshold))
+    report.update({"model": classifier.name, "rejected": len(rejected), "rejected_paths": rejected})
+    text = json.dumps(report, indent=2)
+    if args.json:
+        Path(args.json).write_text(text)
+    print(text)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import registry
+
+    for info in registry.list_models():
+        test = info.metadata.get("test") or {}
+        auc = f"test AUC {test['auc']:.3f}" if "auc" in test else "no test metrics"
+        print(f"{'*' if info.is_default else ' '} {info.name:30s} {auc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pneumo_core", description="Pneumonia chest X-ray classifier")
+    sub = parser.add_subparsers(dest="command", required=True)
+    predict = sub.add_parser("predict", help="score images (files or folders, recursive)")
+    predict.add_argument("paths", nargs="+")
+    predict.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
+    predict.add_argument("--csv", help="also write the results to this CSV file")
+    predict.set_defaults(func=cmd_predict)
+    evaluate = sub.add_parser("evaluate", help="metrics on a folder holding NORMAL/ and PNEUMONIA/")
+    evaluate.add_argument("dir")
+    evaluate.add_argument("--model")
+    evaluate.add_argument("--json", help="also write the report to this JSON file")
+    evaluate.set_defaults(func=cmd_evaluate)
+    models = sub.add_parser("models", help="list registered models (* = default)")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,110 @@
+"""The model contract: the one place that says what a model expects and what its output means.
+
+Every saved model carries its contract in ``metadata.json``; loading a model restores it, so no
+other module repeats the input size, the class names or the operating threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
+"""Label order: index 1 is the positive class the sigmoid output scores."""
+
+NORMALIZATIONS = ("equalize_hist", "none")
+
+
+@dataclass(frozen=True)
+class ModelContract:
+    """What goes into a model and what comes out.
+
+    Attributes:
+        input_size: side of the square model input in pixels (images are resized without keeping
+            the aspect ratio, as the Kaggle 224 px copies were).
+        channels: model input channels (1: grayscale).
+        normalization: intensity normalization applied by ``imaging.to_model_input`` before the
+            model; ``"equalize_hist"`` maps any monotone contrast change to the same input.
+        class_names: labels for output 0 and 1; the sigmoid scores ``class_names[1]``.
+        operating_threshold: calibrated probability at or above which the verdict is the positive
+            class; chosen on the validation split, never on test.
+        temperature: logit temperature fitted on validation (1.0 = uncalibrated).
+        borderline_margin: probabilities within this distance of the threshold are "borderline".
+        gradcam_layer: name of the convolutional layer whose activations Grad-CAM explains.
+    """
+
+    input_size: int = 224
+    channels: int = 1
+    normalization: str = "equalize_hist"
+    class_names: tuple[str, str] = CLASS_NAMES
+    operating_threshold: float = 0.5
+    temperature: float = 1.0
+    borderline_margin: float = 0.1
+    gradcam_layer: str = "gradcam_target"
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {self.normalization!r}; use one of {NORMALIZATIONS}")
+        if not 32 <= self.input_size <= 1024:
+            raise ValueError(f"input_size must be in [32, 1024], got {self.input_size}")
+        if self.channels != 1:
+            raise ValueError("only single-channel (grayscale) models are supported")
+        if not 0.0 < self.operating_threshold < 1.0:
+            raise ValueError(f"operating_threshold must be in (0, 1), got {self.operating_threshold}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["class_names"] = list(self.class_names)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelContract:
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "class_names" in kwargs:
+            kwargs["class_names"] = tuple(kwargs["class_names"])
+        return cls(**kwargs)
+
+    def with_calibration(self, *, operating_threshold: float, temperature: float) -> ModelContract:
+        return replace(self, operating_threshold=float(operating_threshold), temperature=float(temperature))
+
+    def label_for(self, probability_pneumonia: float) -> str:
+        return self.class_names[int(probability_pneumonia >= self.operating_threshold)]
+
+    def band_for(self, probability_pneumonia: float) -> str:
+        """Plain-language confidence band for a clinician reading the verdict."""
+        distance = probability_pneumonia - self.operating_threshold
+        if abs(distance) < self.borderline_margin:
+            return "borderline: review"
+        return "likely pneumonia" if distance > 0 else "likely normal"
+
+
+@dataclass
+class TrainingConfig:
+    """Everything ``train.py`` needs to reproduce a model; saved in its metadata."""
+
+    epochs: int = 14
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    image_size: int = 224
+    arch: str = "compact_resnet"
+    width: int = 32
+    dropout: float = 0.3
+    label_smoothing: float = 0.05
+    augment: bool = True
+    validation_fraction: float = 0.15
+    train_subset: int | None = None
+    early_stopping_patience: int = 4
+    target_sensitivity: float | None = None
+    seed: int = 1337
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,87 @@
+"""Data for the Evaluation page: a model's stored test predictions, metric tables, error gallery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import registry
+from .errors import InputError, ModelLoadError
+from .imaging import overlay
+
+
+@dataclass
+class ModelResults:
+    name: str
+    y_true: np.ndarray
+    y_prob: np.ndarray
+    paths: list[str]
+    threshold: float
+    class_names: tuple[str, str]
+    test_report: dict[str, Any]
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def load_test_predictions(name: str) -> ModelResults | None:
+    """The per-image test predictions saved with a model; ``None`` if it has none."""
+    try:
+        path = registry.model_path(name)
+        metadata = registry.read_metadata(path)
+    except (ValueError, ModelLoadError):
+        return None
+    rows = registry.read_predictions(path)
+    if not rows or not metadata.get("test"):
+        return None
+    contract = metadata["contract"]
+    return ModelResults(
+        name=name,
+        y_true=np.array([r["label"] for r in rows]),
+        y_prob=np.array([r["probability_pneumonia"] for r in rows]),
+        paths=[r["path"] for r in rows],
+        threshold=float(contract["operating_threshold"]),
+        class_names=tuple(contract["class_names"]),
+        test_report=metadata["test"],
+        history=metadata.get("history", {}),
+    )
+
+
+def metric_table(models: dict[str, ModelResults]) -> list[dict[str, str]]:
+    """One row per model: value and 95% CI of each metric at its frozen threshold."""
+    rows = []
+    for name, results in models.items():
+        report = results.test_report
+        row = {"model": name, "n": str(report["n"]), "threshold": f"{report['threshold']:.3f}"}
+        for key in ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1"):
+            low, high = report["ci95"].get(key, (float("nan"), float("nan")))
+            row[key] = f"{report[key]:.3f} ({low:.3f}-{high:.3f})"
+        row["brier"] = f"{report['brier']:.3f}"
+        row["ece"] = f"{report['ece']:.3f}"
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class GalleryItem:
+    image: np.ndarray
+    caption: str
+
+
+def misclassified(results: ModelResults, data_dir: Path, classifier: Any, limit: int = 8) -> list[GalleryItem]:
+    """The most confidently wrong test images, with their Grad-CAM overlay."""
+    wrong = np.flatnonzero((results.y_prob >= results.threshold).astype(int) != results.y_true)
+    order = wrong[np.argsort(-np.abs(results.y_prob[wrong] - results.threshold))]
+    items = []
+    for index in order[:limit]:
+        path = Path(data_dir) / results.paths[index]
+        try:
+            analysis = classifier.analyze(path)
+        except InputError as error:
+            items.append(GalleryItem(np.zeros((64, 64), np.uint8), f"{path.name}: {error.message}"))
+            continue
+        truth = results.class_names[results.y_true[index]]
+        caption = f"{path.name}: true {truth}, P(pneumonia) {100 * results.y_prob[index]:.0f}%"
+        items.append(GalleryItem(overlay(analysis.pixels, analysis.heatmap, 0.4), caption))
+    return items

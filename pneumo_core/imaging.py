@@ -1,0 +1,351 @@
+"""Decoding and preprocessing of chest X-rays: NumPy, OpenCV, Pillow and pydicom, no TensorFlow.
+
+Data contract:
+- ``decode(source)`` -> ``DecodedImage`` whose ``pixels`` is a 2-D ``uint8`` grayscale array
+  (H x W, 0 = black) at the file's resolution, or reduced by an integer factor for very large JPEGs.
+- ``to_model_input(pixels, contract)`` -> ``float32`` array (S x S) in [0, 255], S the contract's
+  ``input_size``. The same function serves training, the CLI and the app.
+
+Every failure on bad input is an ``InputError`` with a specific message.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .contract import ModelContract
+from .errors import InputError
+
+MAX_UPLOAD_MB = 50
+"""One upload limit for the core, the CLI and the app (see .streamlit/config.toml)."""
+MAX_FILE_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+MAX_PIXELS = 60_000_000
+"""Declared width x height above which a file is refused before decoding (decompression bombs)."""
+MIN_SIDE = 64
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
+
+# Pillow's own bomb guard raises or warns at its limit; ours is checked first with a clearer message.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+@dataclass
+class DecodedImage:
+    """A decoded image and the facts about it that are safe to show (never patient identifiers)."""
+
+    pixels: np.ndarray
+    format: str
+    width: int
+    height: int
+    facts: dict[str, Any] = field(default_factory=dict)
+    colorfulness: float = 0.0
+    """Hasler-Suesstrunk colorfulness of the original (0 for gray images); radiographs are ~0."""
+
+
+ImageSource = str | Path | bytes | bytearray | memoryview | np.ndarray
+
+
+def decode(source: ImageSource) -> DecodedImage:
+    """Decode a path, raw bytes or an array into 8-bit grayscale.
+
+    Args:
+        source: a file path, the file's bytes (JPEG, PNG or DICOM, recognised by content), or an
+            array H x W, H x W x 3 (RGB) or H x W x 4 (RGBA) of any integer or float dtype.
+
+    Raises:
+        InputError: for anything that is not a readable image of a usable size.
+    """
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if isinstance(source, (str, Path)):
+        data = _read_file(Path(source))
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        raise InputError("unsupported_input", f"Cannot read an image from a {type(source).__name__}.")
+    return decode_bytes(data)
+
+
+def _read_file(path: Path) -> bytes:
+    if not path.exists():
+        raise InputError("not_found", f"File not found: {path.name}.")
+    if path.is_dir():
+        raise InputError("is_directory", f"{path.name} is a folder, not an image file.")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InputError("too_large", _too_large_message(size))
+    return path.read_bytes()
+
+
+def _too_large_message(size: int) -> str:
+    return (
+        f"The file is {size / 1024 / 1024:.0f} MB; the limit is {MAX_UPLOAD_MB} MB. "
+        "Export the image at a lower resolution or as JPEG/PNG."
+    )
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Recognise JPEG, PNG or DICOM by content, whatever the file name says."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return "DICOM"
+    return None
+
+
+def decode_bytes(data: bytes) -> DecodedImage:
+    if len(data) == 0:
+        raise InputError("empty", "The file is empty (0 bytes). Upload the image again.")
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError("too_large", _too_large_message(len(data)))
+    kind = sniff_format(data)
+    if kind == "DICOM":
+        return _decode_dicom(data)
+    if kind in ("JPEG", "PNG"):
+        return _decode_raster(data, kind)
+    raise InputError(
+        "unsupported_format",
+        "This file is not a JPEG, PNG or DICOM image (its content was not recognised). "
+        "Export the X-ray as JPEG, PNG or DICOM.",
+    )
+
+
+def _decode_raster(data: bytes, kind: str) -> DecodedImage:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:
+                width, height = probe.size
+                mode = probe.mode
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError("too_many_pixels", _too_many_pixels_message()) from None
+    except Exception:
+        raise InputError("corrupt", f"The {kind} file is damaged or incomplete and cannot be read.") from None
+    _check_dimensions(width, height)
+
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if kind == "JPEG" and mode not in ("CMYK",):
+        # libjpeg can decode at 1/2, 1/4 or 1/8 scale in the DCT domain: a 2000 px radiograph is
+        # read at ~500 px several times faster, and we only need a few hundred pixels anyway.
+        flag = _reduced_color_flag(min(width, height))
+        pixels = cv2.imdecode(buffer, flag)
+    else:
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        if pixels is None and kind == "JPEG":
+            pixels = _decode_with_pillow(data)
+    if pixels is None:
+        raise InputError("corrupt", f"The {kind} file is damaged or incomplete and cannot be read.")
+    gray = _to_gray_uint8(pixels, bgr=True)
+    facts = {"format": kind, "mode": mode, "width": width, "height": height}
+    return DecodedImage(gray, kind, width, height, facts, colorfulness(pixels))
+
+
+def _decode_with_pillow(data: bytes) -> np.ndarray | None:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("L"))
+    except Exception:
+        return None
+
+
+def _reduced_color_flag(min_side: int) -> int:
+    for factor, flag in (
+        (8, cv2.IMREAD_REDUCED_COLOR_8),
+        (4, cv2.IMREAD_REDUCED_COLOR_4),
+        (2, cv2.IMREAD_REDUCED_COLOR_2),
+    ):
+        if min_side // factor >= REDUCED_DECODE_MIN_SIDE:
+            return flag
+    return cv2.IMREAD_COLOR
+
+
+def colorfulness(pixels: np.ndarray) -> float:
+    """Hasler & Suesstrunk (2003) colorfulness on a <= 128 px thumbnail; 0 for single-channel images."""
+    if pixels.ndim != 3 or pixels.shape[2] < 3:
+        return 0.0
+    step = max(1, max(pixels.shape[:2]) // 128)
+    thumb = pixels[::step, ::step, :3].astype(np.float32)
+    if thumb.max() > 255:
+        thumb *= 255.0 / float(thumb.max())
+    b, g, r = thumb[..., 0], thumb[..., 1], thumb[..., 2]
+    rg, yb = r - g, 0.5 * (r + g) - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+REDUCED_DECODE_MIN_SIDE = 512
+"""Reduced JPEG decoding keeps at least this many pixels on the short side (>= 2x model input)."""
+
+
+def _too_many_pixels_message() -> str:
+    return (
+        f"The image declares more than {MAX_PIXELS // 1_000_000} million pixels, far beyond any "
+        "radiograph; it was refused without decoding. Export it at a normal resolution."
+    )
+
+
+def _check_dimensions(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise InputError("too_many_pixels", _too_many_pixels_message())
+    if min(width, height) < MIN_SIDE:
+        raise InputError(
+            "too_small",
+            f"The image is {width}x{height} px; at least {MIN_SIDE} px on each side is needed "
+            "to read a chest X-ray. Upload the original image, not a thumbnail.",
+        )
+
+
+def _from_array(array: np.ndarray) -> DecodedImage:
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise InputError("bad_array", f"Expected an H x W or H x W x 1/3/4 array, got shape {array.shape}.")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InputError("bad_array", f"Expected a numeric image array, got dtype {array.dtype}.")
+    height, width = array.shape[:2]
+    _check_dimensions(width, height)
+    gray = _to_gray_uint8(array, bgr=False)
+    rgb_as_bgr = array[:, :, 2::-1] if array.ndim == 3 and array.shape[2] >= 3 else array
+    return DecodedImage(gray, "array", width, height, {"format": "array"}, colorfulness(rgb_as_bgr))
+
+
+def _to_gray_uint8(pixels: np.ndarray, *, bgr: bool) -> np.ndarray:
+    """Any 2-D/3-D integer or float image -> 2-D uint8, full range kept."""
+    if pixels.ndim == 3:
+        if pixels.shape[2] == 1:
+            pixels = pixels[:, :, 0]
+        else:
+            color = pixels[:, :, :3]
+            code = cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY
+            if color.dtype not in (np.uint8, np.uint16, np.float32):
+                color = color.astype(np.float32)
+            pixels = cv2.cvtColor(np.ascontiguousarray(color), code)
+    if pixels.dtype == np.uint8:
+        return np.ascontiguousarray(pixels)
+    return rescale_to_uint8(pixels)
+
+
+def rescale_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Stretch the value range of a high bit-depth or float image linearly onto 0..255."""
+    values = pixels.astype(np.float32)
+    if not np.all(np.isfinite(values)):
+        raise InputError("bad_values", "The image contains invalid (NaN or infinite) pixel values.")
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+def _decode_dicom(data: bytes) -> DecodedImage:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception:
+        raise InputError("corrupt", "The DICOM file is damaged and cannot be read.") from None
+    facts = dicom_facts(dataset)
+    if "PixelData" not in dataset:
+        raise InputError(
+            "dicom_no_pixels",
+            "This DICOM file holds no image (no pixel data): it may be a report or structured "
+            "document. Export the image series instead.",
+        )
+    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise InputError(
+            "dicom_multiframe",
+            f"This DICOM holds {frames} frames (a cine, tomosynthesis or volume series); a single "
+            "frontal chest radiograph is needed. Export one frame.",
+        )
+    rows, columns = int(getattr(dataset, "Rows", 0) or 0), int(getattr(dataset, "Columns", 0) or 0)
+    _check_dimensions(columns, rows)
+    try:
+        raw = dataset.pixel_array
+    except Exception as exc:
+        syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", "unknown")
+        raise InputError(
+            "dicom_pixels_unreadable",
+            f"The DICOM pixel data cannot be decoded (transfer syntax: {name}; {type(exc).__name__}). "
+            "Export it uncompressed or as JPEG/PNG.",
+        ) from None
+    color = 0.0
+    if raw.ndim == 3 and raw.shape[-1] in (3, 4):
+        gray = _to_gray_uint8(raw, bgr=False)
+        color = colorfulness(raw[:, :, 2::-1])
+    elif raw.ndim == 2:
+        values = apply_modality_lut(raw, dataset)
+        values = apply_voi_lut(values, dataset) if _has_voi(dataset) else values
+        gray = rescale_to_uint8(np.asarray(values))
+        if facts.get("photometric_interpretation") == "MONOCHROME1":
+            gray = 255 - gray  # MONOCHROME1 stores air as white; the model expects air black
+    else:
+        raise InputError("dicom_shape", f"Unexpected DICOM pixel array shape {raw.shape}.")
+    height, width = gray.shape
+    return DecodedImage(gray, "DICOM", width, height, facts, color)
+
+
+def _has_voi(dataset: Any) -> bool:
+    return "VOILUTSequence" in dataset or "WindowCenter" in dataset
+
+
+def dicom_facts(dataset: Any) -> dict[str, Any]:
+    """Technical DICOM attributes that are safe to display; patient identifiers are never read."""
+    keys = {
+        "modality": "Modality",
+        "body_part": "BodyPartExamined",
+        "view_position": "ViewPosition",
+        "photometric_interpretation": "PhotometricInterpretation",
+        "rows": "Rows",
+        "columns": "Columns",
+        "bits_stored": "BitsStored",
+    }
+    facts: dict[str, Any] = {"format": "DICOM"}
+    for name, keyword in keys.items():
+        value = dataset.get(keyword, None)
+        if value is not None and value != "":
+            facts[name] = value if isinstance(value, int) else str(value)
+    return facts
+
+
+def to_model_input(pixels: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """Grayscale uint8 (H x W) -> float32 (S x S) in [0, 255], the model's input.
+
+    Resizes without keeping the aspect ratio using Pillow's antialiased bicubic filter, exactly how
+    the Kaggle 224 px copies were made, so full-size uploads look to the model like its training
+    images; then applies the contract's intensity normalization.
+    """
+    if pixels.ndim != 2 or pixels.dtype != np.uint8:
+        raise ValueError(f"expected 2-D uint8 pixels, got {pixels.shape} {pixels.dtype}")
+    size = contract.input_size
+    if pixels.shape != (size, size):
+        pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC))
+    if contract.normalization == "equalize_hist":
+        pixels = cv2.equalizeHist(pixels)
+    return pixels.astype(np.float32)
+
+
+def load_for_model(source: ImageSource, contract: ModelContract) -> tuple[np.ndarray, DecodedImage]:
+    """Decode ``source`` and prepare the model input; returns ``(model_input, decoded)``."""
+    decoded = decode(source)
+    return to_model_input(decoded.pixels, contract), decoded
+
+
+def overlay(pixels: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> np.ndarray:
+    """Blend a [0, 1] heatmap (any size) over a grayscale image; returns uint8 RGB (H x W x 3)."""
+    height, width = pixels.shape[:2]
+    if heatmap.shape != (height, width):
+        heatmap = cv2.resize(heatmap.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    colored = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), cv2.COLORMAP_JET)
+    colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
+    base = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB) if pixels.ndim == 2 else pixels
+    opacity = float(np.clip(opacity, 0.0, 1.0))
+    return cv2.addWeighted(base, 1.0 - opacity, colored, opacity, 0.0)

@@ -1,0 +1,98 @@
+"""Keras 3 model definitions.
+
+Input: ``(S, S, 1) float32`` in [0, 255] (``imaging.to_model_input``). Augmentation runs first, on
+the 0..255 range Keras' augmentation layers assume, and only in training; rescaling lives inside
+the model so it is saved with the weights. Output: one logit; ``sigmoid(logit / T)`` is the
+calibrated probability of pneumonia (T from the contract).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from .contract import ModelContract, TrainingConfig
+
+ARCHITECTURES = ("compact_resnet", "resnet50", "efficientnetb0", "densenet121")
+GRADCAM_LAYER = "gradcam_target"
+
+
+def build_model(contract: ModelContract, config: TrainingConfig, weights: str | None = None) -> keras.Model:
+    """Build an uncompiled model whose output is a single logit (no sigmoid)."""
+    if config.arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {config.arch!r}; choose one of {ARCHITECTURES}")
+    size = contract.input_size
+    inputs = keras.Input(shape=(size, size, contract.channels), name="image")
+    x = augmentation(config.seed)(inputs) if config.augment else inputs
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
+    if config.arch == "compact_resnet":
+        features = _compact_resnet(x, config.width)
+    else:
+        features = _application_backbone(x, config.arch, weights)
+    x = layers.GlobalAveragePooling2D(name="pool")(features)
+    x = layers.Dropout(config.dropout, name="head_dropout")(x)
+    logit = layers.Dense(1, name="logit")(x)
+    return keras.Model(inputs, logit, name=config.arch)
+
+
+def augmentation(seed: int) -> keras.Sequential:
+    """Geometric and photometric jitter, active only when ``training=True``.
+
+    No flips: a mirrored chest (heart on the right) is not a plausible radiograph.
+    """
+    value_range = (0.0, 255.0)
+    return keras.Sequential(
+        [
+            layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
+            layers.RandomZoom((-0.12, 0.12), fill_mode="constant", seed=seed + 1),
+            layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 2),
+            layers.RandomContrast(0.25, value_range=value_range, seed=seed + 3),
+            layers.RandomBrightness(0.1, value_range=value_range, seed=seed + 4),
+        ],
+        name="augmentation",
+    )
+
+
+def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, activation: bool = True):
+    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x) if activation else x
+
+
+def _residual_block(x, filters: int, stride: int, name: str):
+    shortcut = x
+    y = _conv_bn(x, filters, 3, stride, f"{name}_a")
+    y = _conv_bn(y, filters, 3, 1, f"{name}_b", activation=False)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = _conv_bn(shortcut, filters, 1, stride, f"{name}_proj", activation=False)
+    return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+def _compact_resnet(x, width: int):
+    """A small ResNet for single-channel radiographs: stem /4, stages /8, /16, /16.
+
+    The last stage keeps 14 x 14 resolution at 224 px so Grad-CAM is not a 7 x 7 blur.
+    """
+    x = _conv_bn(x, width // 2, 5, 2, "stem")
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    x = _residual_block(x, width, 1, "stage1")
+    x = _residual_block(x, width * 2, 2, "stage2")
+    x = _residual_block(x, width * 4, 2, "stage3")
+    x = layers.SpatialDropout2D(0.1, name="stage3_dropout")(x)
+    x = _residual_block(x, width * 6, 1, "stage4")
+    return layers.Activation("linear", name=GRADCAM_LAYER)(x)
+
+
+def _application_backbone(x, arch: str, weights: str | None):
+    """A keras.applications backbone (random init unless a local weights file is given)."""
+    apps = {
+        "resnet50": keras.applications.ResNet50,
+        "efficientnetb0": keras.applications.EfficientNetB0,
+        "densenet121": keras.applications.DenseNet121,
+    }
+    x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    backbone = apps[arch](include_top=False, weights=None, input_shape=tuple(x.shape[1:]))
+    if weights:
+        backbone.load_weights(weights)
+    features = backbone(x)
+    return layers.Activation("linear", name=GRADCAM_LAYER)(features)

@@ -1,0 +1,125 @@
+"""Plotly figures of what ``evaluation`` computes. No Streamlit here: pages render these."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
+
+from .evaluation import calibration_curve, threshold_metrics
+
+_LAYOUT = {"height": 380, "margin": {"l": 50, "r": 20, "t": 50, "b": 50}, "template": "plotly_white"}
+
+
+def confusion_matrix_figure(
+    confusion: dict[str, int], class_names: Sequence[str], title: str = "Confusion matrix"
+) -> go.Figure:
+    z = [[confusion["tn"], confusion["fp"]], [confusion["fn"], confusion["tp"]]]
+    labels = list(class_names)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=[f"predicted {c}" for c in labels], y=[f"true {c}" for c in labels],
+            text=[[str(v) for v in row] for row in z], texttemplate="%{text}", textfont={"size": 20},
+            colorscale="Blues", showscale=False,
+        )
+    )  # fmt: skip
+    fig.update_layout(title=title, yaxis={"autorange": "reversed"}, **_LAYOUT)
+    return fig
+
+
+def roc_figure(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    operating_points: dict[str, tuple[float, float]] | None = None,
+    marker: tuple[float, float] | None = None,
+) -> go.Figure:
+    """ROC curves by name ``{name: (y_true, y_prob)}``; frozen operating points and a movable marker."""
+    fig = go.Figure()
+    for name, (y_true, y_prob) in curves.items():
+        fpr, tpr, _ = roc_curve(y_true, y_prob)
+        fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUC {roc_auc_score(y_true, y_prob):.3f})"))
+    for name, (fpr, tpr) in (operating_points or {}).items():
+        fig.add_trace(
+            go.Scatter(
+                x=[fpr],
+                y=[tpr],
+                mode="markers",
+                marker={"size": 12, "symbol": "diamond"},
+                name=f"{name} operating point",
+            )
+        )
+    if marker is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[marker[0]],
+                y=[marker[1]],
+                mode="markers",
+                marker={"size": 14, "color": "red"},
+                name="selected threshold",
+            )
+        )
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "gray"}, showlegend=False))
+    fig.update_layout(
+        title="ROC curve",
+        xaxis_title="1 - specificity (false positive rate)",
+        yaxis_title="sensitivity",
+        legend={"x": 0.35, "y": 0.05},
+        **_LAYOUT,
+    )
+    return fig
+
+
+def pr_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> go.Figure:
+    fig = go.Figure()
+    for name, (y_true, y_prob) in curves.items():
+        precision, recall, _ = precision_recall_curve(y_true, y_prob)
+        fig.add_trace(go.Scatter(x=recall, y=precision, mode="lines", name=name))
+    fig.update_layout(
+        title="Precision-recall curve", xaxis_title="recall (sensitivity)", yaxis_title="precision", **_LAYOUT
+    )
+    return fig
+
+
+def calibration_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], n_bins: int = 10) -> go.Figure:
+    fig = go.Figure()
+    for name, (y_true, y_prob) in curves.items():
+        curve = calibration_curve(y_true, y_prob, n_bins=n_bins)
+        fig.add_trace(
+            go.Scatter(
+                x=curve["predicted"], y=curve["observed"], mode="lines+markers", name=name,
+                text=[f"n={c}" for c in curve["count"]],
+            )
+        )  # fmt: skip
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "gray"}, name="perfect"))
+    fig.update_layout(
+        title="Calibration (reliability) curve",
+        xaxis_title="predicted probability of pneumonia",
+        yaxis_title="observed share with pneumonia",
+        **_LAYOUT,
+    )
+    return fig
+
+
+def operating_point(y_true: np.ndarray, y_prob: np.ndarray, threshold: float) -> tuple[float, float]:
+    """``(1 - specificity, sensitivity)`` at ``threshold``: where it sits on the ROC plot."""
+    at = threshold_metrics(y_true, y_prob, threshold=threshold)
+    return 1.0 - at["specificity"], at["sensitivity"]
+
+
+def training_curves_figure(history: dict[str, Sequence[float]]) -> go.Figure:
+    """Loss and AUC per epoch, training and validation."""
+    fig = go.Figure()
+    for key in ("loss", "val_loss", "auc", "val_auc"):
+        if history.get(key):
+            epochs = list(range(1, len(history[key]) + 1))
+            fig.add_trace(
+                go.Scatter(
+                    x=epochs, y=list(history[key]), mode="lines+markers", name=key, yaxis="y2" if "auc" in key else "y"
+                )
+            )
+    fig.update_layout(
+        title="Training curves", xaxis_title="epoch", yaxis={"title": "loss"},
+        yaxis2={"title": "AUC", "overlaying": "y", "side": "right", "range": [0.5, 1.0]}, **_LAYOUT,
+    )  # fmt: skip
+    return fig

@@ -1,0 +1,63 @@
+"""Batch results as a worklist: rows ordered by probability, CSV export, dataset examples."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from .classifier import Analysis, Prediction
+from .errors import InputError
+
+WORKLIST_COLUMNS = ["file", "verdict", "probability_pneumonia_pct", "reading", "error"]
+
+
+def worklist_rows(results: list[tuple[str, Analysis | Prediction | InputError]]) -> list[dict[str, Any]]:
+    """Scored images first, highest probability first; rejected files last with their reason."""
+    scored, rejected = [], []
+    for name, result in results:
+        if isinstance(result, InputError):
+            rejected.append(
+                {
+                    "file": name,
+                    "verdict": "",
+                    "probability_pneumonia_pct": None,
+                    "reading": "not scored",
+                    "error": result.message,
+                }
+            )
+            continue
+        p = result.prediction if isinstance(result, Analysis) else result
+        scored.append(
+            {
+                "file": name,
+                "verdict": p.label,
+                "probability_pneumonia_pct": round(100 * p.probability_pneumonia, 1),
+                "reading": p.band,
+                "error": "",
+            }
+        )
+    scored.sort(key=lambda row: row["probability_pneumonia_pct"], reverse=True)
+    return scored + rejected
+
+
+def worklist_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=WORKLIST_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def example_images(data_dir: Path | None, per_class: int = 3) -> dict[str, Path]:
+    """A few test images of each class, by display name, when the dataset is present."""
+    examples: dict[str, Path] = {}
+    if data_dir is None:
+        return examples
+    for class_name in ("NORMAL", "PNEUMONIA"):
+        folder = Path(data_dir) / "test" / class_name
+        if folder.is_dir():
+            for path in sorted(folder.iterdir())[:per_class]:
+                examples[f"{class_name.lower()}: {path.name}"] = path
+    return examples

@@ -1,0 +1,266 @@
+"""Decoding and preprocessing: every encoding of the same radiograph gives the same model input."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import encode
+from dicom_utils import make_dicom
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from pneumo_core.contract import ModelContract
+from pneumo_core.errors import InputError
+from pneumo_core.imaging import MAX_FILE_BYTES, decode, overlay, sniff_format, to_model_input
+
+CONTRACT = ModelContract(input_size=224)
+
+
+@pytest.fixture(scope="module")
+def radiograph(normal_image: Path) -> np.ndarray:
+    return decode(normal_image).pixels
+
+
+def model_input(source) -> np.ndarray:
+    return to_model_input(decode(source).pixels, CONTRACT)
+
+
+def test_decode_jpeg_path_gives_2d_uint8(normal_image: Path) -> None:
+    decoded = decode(normal_image)
+    assert decoded.pixels.dtype == np.uint8 and decoded.pixels.ndim == 2
+    assert decoded.pixels.shape == (224, 224)
+    assert decoded.format == "JPEG" and decoded.colorfulness < 3
+
+
+def test_path_bytes_and_array_agree(normal_image: Path) -> None:
+    from_path = decode(normal_image).pixels
+    from_bytes = decode(normal_image.read_bytes()).pixels
+    from_array = decode(from_path).pixels
+    assert np.array_equal(from_path, from_bytes) and np.array_equal(from_path, from_array)
+
+
+def test_16bit_png_matches_8bit(radiograph: np.ndarray) -> None:
+    wide = radiograph.astype(np.uint16) * 257
+    assert np.array_equal(model_input(encode(wide, "PNG")), model_input(encode(radiograph, "PNG")))
+
+
+def test_rgba_and_rgb_png_match_gray(radiograph: np.ndarray) -> None:
+    rgb = np.repeat(radiograph[:, :, None], 3, axis=2)
+    rgba = np.dstack([rgb, np.full(radiograph.shape, 255, np.uint8)])
+    gray = model_input(encode(radiograph, "PNG"))
+    assert np.array_equal(model_input(encode(rgb, "PNG")), gray)
+    assert np.array_equal(model_input(encode(rgba, "PNG")), gray)
+
+
+def test_cmyk_jpeg_close_to_plain(radiograph: np.ndarray) -> None:
+    cmyk = Image.fromarray(radiograph).convert("CMYK")
+    buffer = io.BytesIO()
+    cmyk.save(buffer, format="JPEG", quality=95)
+    plain = model_input(encode(radiograph, "JPEG", quality=95))
+    assert np.mean(np.abs(model_input(buffer.getvalue()) - plain)) < 6
+
+
+def test_upper_case_extension(tmp_path: Path, normal_image: Path) -> None:
+    target = tmp_path / "CHEST.JPEG"
+    target.write_bytes(normal_image.read_bytes())
+    assert np.array_equal(decode(target).pixels, decode(normal_image).pixels)
+
+
+def test_large_image_reaches_model_like_pillow_resize(full_size_image: Path) -> None:
+    """Reduced JPEG decoding of a full-size radiograph ~ Pillow's resize of the full image."""
+    decoded = decode(full_size_image)
+    assert max(decoded.width, decoded.height) > 1000
+    assert max(decoded.pixels.shape) < max(decoded.width, decoded.height)  # decoded at reduced scale
+    with Image.open(full_size_image) as img:
+        reference = np.asarray(img.convert("L").resize((224, 224), Image.Resampling.BICUBIC))
+    ours = to_model_input(decoded.pixels, ModelContract(input_size=224, normalization="none"))
+    assert np.mean(np.abs(ours - reference)) < 3.0
+
+
+def test_4000px_png(radiograph: np.ndarray) -> None:
+    big = cv2.resize(radiograph, (4000, 4000), interpolation=cv2.INTER_CUBIC)
+    small = model_input(encode(radiograph, "PNG"))
+    assert np.mean(np.abs(model_input(encode(big, "PNG")) - small)) < 4
+
+
+def test_model_input_contract(radiograph: np.ndarray) -> None:
+    x = to_model_input(radiograph, ModelContract(input_size=96))
+    assert x.shape == (96, 96) and x.dtype == np.float32
+    assert x.min() >= 0 and x.max() <= 255
+
+
+def test_equalization_removes_contrast_changes(radiograph: np.ndarray) -> None:
+    darker = np.clip(radiograph.astype(np.float32) * 0.7 + 20, 0, 255).astype(np.uint8)
+    diff = np.abs(to_model_input(darker, CONTRACT) - to_model_input(radiograph, CONTRACT))
+    assert diff.mean() < 4
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty"),
+        (b"hello, this is text", "unsupported_format"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "corrupt"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 40, "corrupt"),
+    ],
+)
+def test_bad_bytes_get_specific_errors(data: bytes, code: str) -> None:
+    with pytest.raises(InputError) as info:
+        decode(data)
+    assert info.value.code == code and info.value.message
+
+
+def test_truncated_jpeg(normal_image: Path) -> None:
+    data = normal_image.read_bytes()
+    with pytest.raises(InputError) as info:
+        decode(data[: len(data) // 3])
+    assert info.value.code == "corrupt"
+
+
+def test_tiny_image_rejected(radiograph: np.ndarray) -> None:
+    with pytest.raises(InputError) as info:
+        decode(encode(radiograph[:40, :40], "PNG"))
+    assert info.value.code == "too_small"
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bomb_refused_without_decoding() -> None:
+    with pytest.raises(InputError) as info:
+        decode(_png_header_only(100_000, 100_000))
+    assert info.value.code == "too_many_pixels"
+
+
+def test_file_over_upload_limit(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    with big.open("wb") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(InputError) as info:
+        decode(big)
+    assert info.value.code == "too_large" and "MB" in info.value.message
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not found"):
+        decode(tmp_path / "nope.jpeg")
+    with pytest.raises(InputError, match="folder"):
+        decode(tmp_path)
+
+
+def test_bad_arrays() -> None:
+    with pytest.raises(InputError):
+        decode(np.zeros((10, 10, 10, 3)))
+    with pytest.raises(InputError):
+        decode(np.full((100, 100), np.nan, np.float32))
+
+
+# --- DICOM -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def radiograph_12bit(radiograph: np.ndarray) -> np.ndarray:
+    return radiograph.astype(np.uint16) * 16
+
+
+def test_dicom_monochrome2_matches_png(radiograph: np.ndarray, radiograph_12bit: np.ndarray) -> None:
+    decoded = decode(make_dicom(radiograph_12bit))
+    assert sniff_format(make_dicom(radiograph_12bit)) == "DICOM"
+    # DICOM values are stretched to the full 8-bit range; the equalized model input is unchanged.
+    assert np.abs(to_model_input(decoded.pixels, CONTRACT) - to_model_input(radiograph, CONTRACT)).mean() < 2
+    assert decoded.facts["modality"] == "DX" and decoded.facts["view_position"] == "PA"
+
+
+def test_dicom_monochrome1_is_inverted(radiograph: np.ndarray, radiograph_12bit: np.ndarray) -> None:
+    inverted = int(radiograph_12bit.max()) - radiograph_12bit
+    decoded = decode(make_dicom(inverted, photometric="MONOCHROME1"))
+    plain = decode(make_dicom(radiograph_12bit))
+    assert np.abs(decoded.pixels.astype(int) - plain.pixels).max() <= 1
+
+
+def test_dicom_rescale_and_window(radiograph: np.ndarray, radiograph_12bit: np.ndarray) -> None:
+    decoded = decode(make_dicom(radiograph_12bit, slope=2.0, intercept=-1000, window=(3080.0, 8200.0)))
+    assert np.corrcoef(decoded.pixels.ravel(), radiograph.ravel())[0, 1] > 0.99
+
+
+def test_dicom_never_exposes_patient_identifiers(radiograph_12bit: np.ndarray) -> None:
+    facts = decode(make_dicom(radiograph_12bit)).facts
+    text = repr(facts)
+    assert "SECRET-123" not in text and "Test^Patient" not in text
+
+
+def test_dicom_without_extension(tmp_path: Path, radiograph_12bit: np.ndarray) -> None:
+    target = tmp_path / "IMG0001"
+    target.write_bytes(make_dicom(radiograph_12bit))
+    assert decode(target).format == "DICOM"
+
+
+def test_dicom_without_pixels() -> None:
+    with pytest.raises(InputError) as info:
+        decode(make_dicom(None))
+    assert info.value.code == "dicom_no_pixels"
+
+
+def test_dicom_multiframe(radiograph_12bit: np.ndarray) -> None:
+    with pytest.raises(InputError) as info:
+        decode(make_dicom(radiograph_12bit, frames=3))
+    assert info.value.code == "dicom_multiframe" and "3 frames" in info.value.message
+
+
+def test_overlay_shape_and_range(radiograph: np.ndarray) -> None:
+    heat = np.zeros((14, 14), np.float32)
+    heat[5:9, 5:9] = 1.0
+    out = overlay(radiograph, heat, 0.5)
+    assert out.shape == (*radiograph.shape, 3) and out.dtype == np.uint8
+    center, corner = out[112, 112], out[5, 5]
+    assert center[0] > corner[0]  # hot region is red-shifted
+
+
+# --- fuzzing: no exception escapes except InputError ------------------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=4096))
+def test_fuzz_random_bytes(data: bytes) -> None:
+    with contextlib.suppress(InputError):
+        decode(data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzz_mutated_real_files(data: st.DataObject) -> None:
+    base = {
+        "jpeg": _FUZZ_SEEDS["jpeg"],
+        "png": _FUZZ_SEEDS["png"],
+        "dicom": _FUZZ_SEEDS["dicom"],
+    }[data.draw(st.sampled_from(["jpeg", "png", "dicom"]))]
+    mutated = bytearray(base)
+    for _ in range(data.draw(st.integers(1, 20))):
+        position = data.draw(st.integers(0, len(mutated) - 1))
+        mutated[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(mutated)))
+    with contextlib.suppress(InputError):
+        decode(bytes(mutated[:cut]))
+
+
+_gradient = (np.add.outer(np.arange(96), np.arange(96)) % 256).astype(np.uint8)
+_FUZZ_SEEDS = {
+    "jpeg": encode(_gradient, "JPEG"),
+    "png": encode(_gradient, "PNG"),
+    "dicom": make_dicom(_gradient.astype(np.uint16) * 16),
+}

@@ -1,0 +1,78 @@
+"""Streamlit glue shared by the pages: cached model loading and the model selector.
+
+The only module besides the pages that imports streamlit; ``pneumo_core`` never does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import streamlit as st
+
+from pneumo_core import Analysis, Classifier, InputError, registry
+from pneumo_core.data import resolve_data_dir
+
+MODEL_KEY = "model_name"
+
+
+@st.cache_resource(show_spinner="Loading model...")
+def _load(name: str) -> tuple[Classifier, str | None]:
+    return Classifier.load_or_fallback(name)
+
+
+def classifier(name: str | None = None) -> Classifier:
+    """The named or selected model (loaded once per process); shows a warning if it fell back."""
+    clf, warning = _load(name or selected_model())
+    if warning:
+        st.warning(warning)
+    return clf
+
+
+def selected_model() -> str:
+    names = model_names()
+    name = st.session_state.get(MODEL_KEY)
+    return name if name in names else registry.default_name()
+
+
+def model_names() -> list[str]:
+    return [info.name for info in registry.list_models()]
+
+
+def model_selector() -> None:
+    """Sidebar choice of model; the default model is preselected."""
+    names = model_names() or [registry.default_name()]
+    current = selected_model()
+    st.sidebar.selectbox(
+        "Model",
+        names,
+        index=names.index(current) if current in names else 0,
+        key=MODEL_KEY,
+        format_func=lambda n: f"{n} (default)" if n == registry.default_name() else n,
+    )
+
+
+def data_dir() -> Path | None:
+    """The dataset folder if one is configured and present (examples, gallery, retraining)."""
+    path = resolve_data_dir()
+    return path if (path / "test").is_dir() or (path / "train").is_dir() else None
+
+
+def analyze_cached(data: bytes) -> Analysis | InputError:
+    """Analyze once per (model, file content) per session; sliders do not rerun the model.
+
+    Results live in the session's memory only: uploads are never written to disk.
+    """
+    clf = classifier()
+    key = (clf.name, hashlib.sha256(data).hexdigest())
+    store = st.session_state.setdefault("analyses", {})
+    if key not in store:
+        try:
+            store[key] = clf.analyze(data)
+        except InputError as error:
+            store[key] = error
+    return store[key]
+
+
+def disclaimer() -> None:
+    st.caption("Demo and teaching tool, not a medical device. Do not use for decisions about real patients.")
