@@ -1,0 +1,80 @@
+"""Classifier on a tiny untrained model: API, Grad-CAM, batches, threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pneumo_core import Classifier, InputError
+from pneumo_core.gradcam import gradcam, heatmap
+from pneumo_core.imaging import decode
+
+
+def test_predict_from_path_bytes_and_array_agree(tiny_classifier: Classifier, normal_image: Path) -> None:
+    by_path = tiny_classifier.predict(normal_image)
+    by_bytes = tiny_classifier.predict(normal_image.read_bytes())
+    by_array = tiny_classifier.predict(decode(normal_image).pixels)
+    assert 0.0 <= by_path.probability_pneumonia <= 1.0
+    assert by_path.label in ("NORMAL", "PNEUMONIA")
+    assert by_bytes.probability_pneumonia == pytest.approx(by_path.probability_pneumonia, abs=1e-6)
+    assert by_array.probability_pneumonia == pytest.approx(by_path.probability_pneumonia, abs=1e-6)
+
+
+def test_label_follows_threshold(tiny_classifier: Classifier, normal_image: Path) -> None:
+    p = tiny_classifier.predict(normal_image)
+    expected = "PNEUMONIA" if p.probability_pneumonia >= tiny_classifier.contract.operating_threshold else "NORMAL"
+    assert p.label == expected
+
+
+def test_gradcam_shape_range_and_resolution(tiny_classifier: Classifier, full_size_image: Path) -> None:
+    cam = tiny_classifier.gradcam(full_size_image)
+    decoded = decode(full_size_image)
+    assert cam.shape == (decoded.height, decoded.width)
+    assert cam.dtype == np.float32 and cam.min() >= 0.0 and cam.max() <= 1.0
+
+
+def test_analyze_matches_predict(tiny_classifier: Classifier, pneumonia_image: Path) -> None:
+    analysis = tiny_classifier.analyze(pneumonia_image)
+    assert analysis.prediction.probability_pneumonia == pytest.approx(tiny_classifier.predict(pneumonia_image).probability_pneumonia, abs=1e-5)
+
+
+def test_gradcam_function_and_heatmap_normalisation(tiny_classifier: Classifier) -> None:
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 1)).astype(np.float32)
+    maps = gradcam(tiny_classifier.model, x, "gradcam_target")
+    assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1
+    assert heatmap(np.zeros((4, 4)), 8, 8).max() == 0.0
+    assert heatmap(np.array([[0, 2], [0, 0]]), 2, 2).max() == pytest.approx(1.0)
+
+
+def test_bad_input_in_batch_rejects_only_that_file(tiny_classifier: Classifier, data_root: Path, tmp_path: Path) -> None:
+    good = sorted((data_root / "test" / "NORMAL").iterdir())[:49]
+    bad = tmp_path / "broken.jpeg"
+    bad.write_bytes(b"not an image")
+    inputs = [*good[:20], bad, *good[20:]]
+    results = tiny_classifier.predict_many(inputs, batch_size=16)
+    assert len(results) == 50
+    assert isinstance(results[20], InputError) and results[20].code == "unsupported_format"
+    assert all(not isinstance(r, InputError) for i, r in enumerate(results) if i != 20)
+    single = tiny_classifier.predict(good[0]).probability_pneumonia
+    assert results[0].probability_pneumonia == pytest.approx(single, abs=1e-5)
+
+
+def test_eight_threads_same_numbers(tiny_classifier: Classifier, data_root: Path) -> None:
+    images = sorted((data_root / "test" / "PNEUMONIA").iterdir())[:16]
+    sequential = [tiny_classifier.analyze(p).prediction.probability_pneumonia for p in images]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(lambda p: tiny_classifier.analyze(p).prediction.probability_pneumonia, images * 2))
+    assert parallel == pytest.approx(sequential * 2, abs=1e-6)
+
+
+def test_not_an_xray_gets_a_message(tiny_classifier: Classifier) -> None:
+    rng = np.random.default_rng(0)
+    color = rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    with pytest.raises(InputError) as info:
+        tiny_classifier.predict(color)
+    assert info.value.code == "not_chest_xray" and "colour" in info.value.message
+    with pytest.raises(InputError, match="blank"):
+        tiny_classifier.predict(np.full((300, 300), 128, np.uint8))
