@@ -16,14 +16,14 @@ from pneumo_core.data import resolve_data_dir
 MODEL_KEY = "model_name"
 
 
-@st.cache_resource(show_spinner="Loading model...")
-def _load(name: str) -> tuple[Classifier, str | None]:
+@st.cache_resource(show_spinner="Loading model...", max_entries=4)
+def _load(name: str, models_dir: str) -> tuple[Classifier, str | None]:
     return Classifier.load_or_fallback(name)
 
 
 def classifier(name: str | None = None) -> Classifier:
     """The named or selected model (loaded once per process); shows a warning if it fell back."""
-    clf, warning = _load(name or selected_model())
+    clf, warning = _load(name or selected_model(), str(registry.models_dir()))
     if warning:
         st.warning(warning)
     return clf

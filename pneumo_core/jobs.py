@@ -95,7 +95,7 @@ def start_run(config: TrainingConfig, data_dir: Path) -> str:
         sys.executable, str(PROJECT_ROOT / "train.py"), "--data", str(data_dir),
         "--out", str(registry.models_dir() / run_id), "--events", str(folder / "events.jsonl"),
         "--epochs", str(config.epochs), "--lr", str(config.learning_rate), "--image-size", str(config.image_size),
-        "--seed", str(config.seed),
+        "--seed", str(config.seed), "--width", str(config.width),
     ]  # fmt: skip
     if config.train_subset:
         command += ["--train-subset", str(config.train_subset)]

@@ -1,0 +1,117 @@
+"""Every page runs headless in Streamlit's AppTest, on its own and through the router."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, SHIPPED_MODELS, encode
+from streamlit.testing.v1 import AppTest
+
+TIMEOUT = 120
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+
+
+@pytest.fixture()
+def shipped(monkeypatch: pytest.MonkeyPatch, data_root: Path) -> None:
+    monkeypatch.setenv("PNEUMO_MODELS", str(SHIPPED_MODELS))
+    monkeypatch.setenv("PNEUMO_DATA", str(data_root))
+
+
+@pytest.fixture()
+def no_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PNEUMO_DATA", str(tmp_path / "absent"))
+
+
+def test_router_runs_every_page(use_tiny_registry: Path, no_data: None) -> None:
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not app.exception
+    assert "Pneumonia chest X-ray assistant" in app.title[0].value
+    for name, title in (("diagnose", "Diagnose"), ("evaluation", "Evaluation"), ("retrain", "Retrain")):
+        app.switch_page(f"pages/{name}.py").run()
+        assert not app.exception, name
+        assert app.title[0].value == title
+
+
+def test_home_shows_model_card(use_tiny_registry: Path) -> None:
+    app = page("home").run()
+    assert not app.exception
+    assert any("tiny test model" in m.value for m in app.markdown)
+
+
+def test_diagnose_upload_verdict_and_rejection(use_tiny_registry: Path, no_data: None, normal_image: Path) -> None:
+    app = page("diagnose").run()
+    assert not app.exception and app.info
+    photo = encode(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8), "PNG")
+    app.get("file_uploader")[0].set_value(
+        [("chest.jpeg", normal_image.read_bytes(), "image/jpeg"), ("holiday.png", photo, "image/png"), ("empty.dcm", b"", "application/dicom")]
+    )
+    app.run()
+    assert not app.exception
+    subheaders = " ".join(s.value for s in app.subheader)
+    assert "chest.jpeg" in subheaders and ("NORMAL" in subheaders or "PNEUMONIA" in subheaders)
+    errors = " ".join(e.value for e in app.error)
+    assert "Not a chest X-ray" in errors and "empty" in errors
+    assert any(m.label == "Probability of pneumonia" and m.value.endswith("%") for m in app.metric)
+    table = app.dataframe[0].value
+    assert list(table["file"])[-2:] and set(table["file"]) == {"chest.jpeg", "holiday.png", "empty.dcm"}
+    assert table["error"].iloc[0] == ""  # scored image first, rejected ones last
+
+
+def test_opacity_slider_does_not_rerun_the_model(use_tiny_registry: Path, no_data: None, normal_image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pneumo_core import Classifier
+
+    calls = []
+    original = Classifier.analyze
+    monkeypatch.setattr(Classifier, "analyze", lambda self, image: calls.append(1) or original(self, image))
+    app = page("diagnose").run()
+    app.get("file_uploader")[0].set_value(("chest.jpeg", normal_image.read_bytes(), "image/jpeg"))
+    app.run()
+    assert len(calls) == 1
+    app.slider(key="opacity_0").set_value(0.8).run()
+    assert not app.exception and len(calls) == 1
+
+
+def test_diagnose_examples_from_dataset(shipped: None) -> None:
+    app = page("diagnose").run()
+    box = app.selectbox(key="example")
+    box.set_value(next(o for o in box.options if o.startswith("pneumonia"))).run()
+    assert not app.exception
+    assert any("PNEUMONIA" in s.value or "NORMAL" in s.value for s in app.subheader)
+
+
+def test_evaluation_dashboard_and_threshold_slider(shipped: None) -> None:
+    app = page("evaluation").run()
+    assert not app.exception
+    assert len(app.get("plotly_chart")) >= 4
+    before = {m.label: m.value for m in app.metric}
+    app.slider(key="eval_threshold").set_value(0.05).run()
+    after = {m.label: m.value for m in app.metric}
+    assert not app.exception
+    assert float(after["Sensitivity"].rstrip("%")) >= float(before["Sensitivity"].rstrip("%"))
+    assert float(after["Specificity"].rstrip("%")) < float(before["Specificity"].rstrip("%"))
+
+
+def test_evaluation_without_predictions_warns(use_tiny_registry: Path) -> None:
+    app = page("evaluation").run()
+    assert not app.exception and "no stored test-set predictions" in app.warning[0].value
+
+
+def test_retrain_page_without_dataset(use_tiny_registry: Path, no_data: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
+    app = page("retrain").run()
+    assert not app.exception
+    assert any("needs the dataset" in i.value for i in app.info)
+
+
+def test_upload_limit_matches_core() -> None:
+    import tomllib
+
+    from pneumo_core.imaging import MAX_UPLOAD_MB
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == MAX_UPLOAD_MB

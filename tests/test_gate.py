@@ -1,0 +1,62 @@
+"""The input gate: header rules, image statistics, and the feature-space distance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dicom_utils import make_dicom
+
+from pneumo_core.errors import InputError
+from pneumo_core.gate import FeatureGate, check_header_and_statistics
+from pneumo_core.imaging import decode
+
+
+@pytest.fixture(scope="module")
+def xray_12bit(normal_image: Path) -> np.ndarray:
+    return decode(normal_image).pixels.astype(np.uint16) * 16
+
+
+def rejected(decoded) -> str:
+    with pytest.raises(InputError) as info:
+        check_header_and_statistics(decoded)
+    assert info.value.code == "not_chest_xray"
+    return info.value.message
+
+
+def test_real_xray_passes(normal_image: Path, xray_12bit: np.ndarray) -> None:
+    check_header_and_statistics(decode(normal_image))
+    check_header_and_statistics(decode(make_dicom(xray_12bit)))
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR", "US", "NM"])
+def test_non_radiograph_modalities(xray_12bit: np.ndarray, modality: str) -> None:
+    assert modality in rejected(decode(make_dicom(xray_12bit, modality=modality)))
+
+
+def test_other_body_part(xray_12bit: np.ndarray) -> None:
+    assert "HAND" in rejected(decode(make_dicom(xray_12bit, body_part="HAND")))
+
+
+def test_colour_photo_flat_and_banner() -> None:
+    rng = np.random.default_rng(0)
+    assert "colour" in rejected(decode(rng.integers(0, 255, (300, 300, 3), dtype=np.uint8)))
+    assert "blank" in rejected(decode(np.full((300, 300), 7, np.uint8)))
+    banner = rng.integers(0, 255, (100, 600), dtype=np.uint8)
+    assert "aspect" in rejected(decode(banner))
+
+
+def test_feature_gate_accepts_in_distribution_rejects_far(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    train = rng.normal(0, 1, (2000, 16))
+    val = rng.normal(0, 1, (400, 16))
+    gate = FeatureGate.fit(train, val)
+    assert np.mean(gate.distances(val) <= gate.threshold) >= 0.99
+    gate.check(rng.normal(0, 1, 16))
+    with pytest.raises(InputError, match="unlike the radiographs"):
+        gate.check(np.full(16, 8.0))
+    gate.save(tmp_path / "gate.npz")
+    loaded = FeatureGate.load(tmp_path / "gate.npz")
+    assert loaded.threshold == pytest.approx(gate.threshold)
+    assert FeatureGate.load(tmp_path / "missing.npz") is None

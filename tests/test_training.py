@@ -1,0 +1,38 @@
+"""A real (tiny) training run in-process, and cancellation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pneumo_core import Classifier
+from pneumo_core.contract import TrainingConfig
+from pneumo_core.training import TrainingCancelled, train
+
+TINY = TrainingConfig(epochs=1, train_subset=80, image_size=64, width=8, batch_size=16)
+
+
+def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path: Path) -> None:
+    events: list[dict] = []
+    result = train(data_root, TINY, tmp_path / "tiny-run", on_event=events.append)
+    folder = result.path
+    for name in ("model.keras", "metadata.json", "test_predictions.csv", "MODEL_CARD.md", "gate.npz"):
+        assert (folder / name).exists(), name
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert 0 < metadata["contract"]["operating_threshold"] < 1
+    assert metadata["contract"]["input_size"] == 64
+    assert metadata["test"]["n"] == 624 and len((folder / "test_predictions.csv").read_text().splitlines()) == 625
+    assert metadata["training_config"]["train_subset"] == 80
+    kinds = {e["type"] for e in events}
+    assert {"stage", "epoch_begin", "batch", "epoch_end", "done"} <= kinds
+    assert "Test" in (folder / "MODEL_CARD.md").read_text()
+    classifier = Classifier.load(folder)
+    assert classifier.contract.operating_threshold == metadata["contract"]["operating_threshold"]
+
+
+def test_cancel_stops_and_writes_nothing(data_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingCancelled):
+        train(data_root, TINY, tmp_path / "cancelled", should_stop=lambda: True)
+    assert not (tmp_path / "cancelled").exists()
