@@ -14,6 +14,7 @@ from pneumo_core import Analysis, Classifier, InputError, registry
 from pneumo_core.data import resolve_data_dir
 
 MODEL_KEY = "model_name"
+MAX_CACHED_ANALYSES = 100
 
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=4)
@@ -71,6 +72,8 @@ def analyze_cached(data: bytes) -> Analysis | InputError:
             store[key] = clf.analyze(data)
         except InputError as error:
             store[key] = error
+        while len(store) > MAX_CACHED_ANALYSES:
+            store.pop(next(iter(store)))  # oldest first: memory stays bounded
     return store[key]
 
 

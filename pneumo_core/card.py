@@ -48,6 +48,24 @@ def _report_section(title: str, report: dict[str, Any] | None, note: str) -> lis
     ]
 
 
+def _shortcut_section(check: dict[str, Any] | None) -> list[str]:
+    if not check:
+        return []
+    band = f"{100 * check['border_fraction']:.0f}%"
+    return [
+        "## Shortcut check (test set)",
+        "",
+        f"Border band: the outer {band} of each side ({100 * check['border_area_share']:.0f}% of the image area), where "
+        "burned-in text and laterality markers sit. Measured by `python benchmarks/shortcut_check.py`.",
+        "",
+        f"- Share of Grad-CAM mass in the border band: mean {100 * check['gradcam_border_mass_mean']:.1f}%, "
+        f"median {100 * check['gradcam_border_mass_median']:.1f}% (n = {check['n']}).",
+        f"- Accuracy {_pct(check['accuracy_plain'])} -> {_pct(check['accuracy_border_masked'])} and AUC "
+        f"{check['auc_plain']:.3f} -> {check['auc_border_masked']:.3f} with the border band blacked out.",
+        "",
+    ]
+
+
 def model_card(metadata: dict[str, Any]) -> str:
     contract = metadata["contract"]
     config = metadata["training_config"]
@@ -111,6 +129,7 @@ def model_card(metadata: dict[str, Any]) -> str:
             metadata.get("test"),
             "The official 624-image test set, scored once at the frozen threshold. Nothing was tuned on it.",
         ),
+        *_shortcut_section(metadata.get("shortcut_check")),
         "## Reproduce",
         "",
         "```",

@@ -48,7 +48,11 @@ def test_diagnose_upload_verdict_and_rejection(use_tiny_registry: Path, no_data:
     assert not app.exception and app.info
     photo = encode(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8), "PNG")
     app.get("file_uploader")[0].set_value(
-        [("chest.jpeg", normal_image.read_bytes(), "image/jpeg"), ("holiday.png", photo, "image/png"), ("empty.dcm", b"", "application/dicom")]
+        [
+            ("chest.jpeg", normal_image.read_bytes(), "image/jpeg"),
+            ("holiday.png", photo, "image/png"),
+            ("empty.dcm", b"", "application/dicom"),
+        ]
     )
     app.run()
     assert not app.exception
@@ -62,7 +66,9 @@ def test_diagnose_upload_verdict_and_rejection(use_tiny_registry: Path, no_data:
     assert table["error"].iloc[0] == ""  # scored image first, rejected ones last
 
 
-def test_opacity_slider_does_not_rerun_the_model(use_tiny_registry: Path, no_data: None, normal_image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_opacity_slider_does_not_rerun_the_model(
+    use_tiny_registry: Path, no_data: None, normal_image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pneumo_core import Classifier
 
     calls = []
@@ -101,7 +107,9 @@ def test_evaluation_without_predictions_warns(use_tiny_registry: Path) -> None:
     assert not app.exception and "no stored test-set predictions" in app.warning[0].value
 
 
-def test_retrain_page_without_dataset(use_tiny_registry: Path, no_data: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retrain_page_without_dataset(
+    use_tiny_registry: Path, no_data: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path / "runs"))
     app = page("retrain").run()
     assert not app.exception

@@ -38,7 +38,9 @@ def test_gradcam_shape_range_and_resolution(tiny_classifier: Classifier, full_si
 
 def test_analyze_matches_predict(tiny_classifier: Classifier, pneumonia_image: Path) -> None:
     analysis = tiny_classifier.analyze(pneumonia_image)
-    assert analysis.prediction.probability_pneumonia == pytest.approx(tiny_classifier.predict(pneumonia_image).probability_pneumonia, abs=1e-5)
+    assert analysis.prediction.probability_pneumonia == pytest.approx(
+        tiny_classifier.predict(pneumonia_image).probability_pneumonia, abs=1e-5
+    )
 
 
 def test_gradcam_function_and_heatmap_normalisation(tiny_classifier: Classifier) -> None:
@@ -49,7 +51,9 @@ def test_gradcam_function_and_heatmap_normalisation(tiny_classifier: Classifier)
     assert heatmap(np.array([[0, 2], [0, 0]]), 2, 2).max() == pytest.approx(1.0)
 
 
-def test_bad_input_in_batch_rejects_only_that_file(tiny_classifier: Classifier, data_root: Path, tmp_path: Path) -> None:
+def test_bad_input_in_batch_rejects_only_that_file(
+    tiny_classifier: Classifier, data_root: Path, tmp_path: Path
+) -> None:
     good = sorted((data_root / "test" / "NORMAL").iterdir())[:49]
     bad = tmp_path / "broken.jpeg"
     bad.write_bytes(b"not an image")

@@ -18,7 +18,17 @@ def test_unknown_keys_are_ignored() -> None:
     assert ModelContract.from_dict({"input_size": 128, "future_field": 1}).input_size == 128
 
 
-@pytest.mark.parametrize("kwargs", [{"operating_threshold": 0.0}, {"operating_threshold": 1.0}, {"input_size": 8}, {"normalization": "zscore"}, {"temperature": 0}, {"channels": 3}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"operating_threshold": 0.0},
+        {"operating_threshold": 1.0},
+        {"input_size": 8},
+        {"normalization": "zscore"},
+        {"temperature": 0},
+        {"channels": 3},
+    ],
+)
 def test_invalid_contracts(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         ModelContract(**kwargs)

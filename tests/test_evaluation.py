@@ -37,7 +37,9 @@ def test_threshold_is_inclusive() -> None:
 
 def test_ece_by_hand() -> None:
     # bin [0.2,0.3): p=0.25 twice, one positive -> |0.5-0.25|; bin [0.9,1.0]: p=0.95 twice, both positive -> 0.05
-    assert expected_calibration_error([0, 1, 1, 1], [0.25, 0.25, 0.95, 0.95]) == pytest.approx((2 * 0.25 + 2 * 0.05) / 4)
+    assert expected_calibration_error([0, 1, 1, 1], [0.25, 0.25, 0.95, 0.95]) == pytest.approx(
+        (2 * 0.25 + 2 * 0.05) / 4
+    )
 
 
 def test_calibration_curve_counts() -> None:
@@ -76,7 +78,20 @@ def test_evaluate_report_and_cis() -> None:
     y = rng.integers(0, 2, 300)
     p = np.clip(y * 0.5 + rng.random(300) * 0.5, 0, 1)
     report = evaluate(y, p, threshold=0.5, n_resamples=200)
-    for key in ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "brier", "ece", "confusion", "roc", "pr", "calibration"):
+    for key in (
+        "auc",
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "f1",
+        "brier",
+        "ece",
+        "confusion",
+        "roc",
+        "pr",
+        "calibration",
+    ):
         assert key in report
     low, high = report["ci95"]["auc"]
     assert low <= report["auc"] <= high and high - low < 0.2

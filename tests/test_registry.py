@@ -43,7 +43,7 @@ def test_corrupt_weights_fall_back_to_the_shipped_model(copy_registry: Path, mon
 
 
 def test_missing_model_is_a_clear_error(use_tiny_registry: Path) -> None:
-    with pytest.raises(ModelLoadError, match="no model.keras"):
+    with pytest.raises(ModelLoadError, match=r"no model\.keras"):
         Classifier.load("does-not-exist")
     with pytest.raises(ModelLoadError, match="invalid model name"):
         Classifier.load("../../etc")

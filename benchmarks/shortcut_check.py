@@ -1,0 +1,45 @@
+"""Shortcut check on the test set (issue 3): Grad-CAM mass at the borders, and accuracy with borders masked.
+
+    python benchmarks/shortcut_check.py [--model NAME] [--data DIR] [--write]
+
+--write stores the result in the model's metadata.json and regenerates its MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    from pneumo_core import Classifier, registry
+    from pneumo_core.card import model_card
+    from pneumo_core.data import list_split
+    from pneumo_core.shortcuts import shortcut_check
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", "../shared/data/chest_xray"))
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    clf = Classifier.load(args.model)
+    samples = list_split(Path(args.data), "test")
+    result = shortcut_check(clf, [s.path for s in samples], [s.label for s in samples])
+    print(f"model: {clf.name}")
+    print(json.dumps(result, indent=2))
+    if args.write:
+        metadata = registry.read_metadata(clf.path)
+        metadata["shortcut_check"] = result
+        (clf.path / registry.METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+        (clf.path / registry.CARD_FILE).write_text(model_card(metadata))
+        print(f"written to {clf.path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up (once) and run every check: lint, format, unit, end-to-end, AppTest and browser tests.
+#   bash scripts/test.sh [pytest options]
+# The dataset is read from $PNEUMO_TEST_DATA (default ../shared/data/chest_xray).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/venv.sh requirements-dev.txt
+if [ ! -x /usr/bin/chromium ] && [ -z "${PLAYWRIGHT_CHROMIUM:-}" ]; then
+  # No system Chromium: let Playwright fetch its own (needs network on a user's machine).
+  .venv/bin/python -m playwright install chromium
+fi
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,138 @@
+"""The main user path in a real browser: `streamlit run app.py`, driven by Playwright in Chromium.
+
+Upload a full-resolution X-ray on Diagnose and see the verdict, percentage and Grad-CAM; open
+Evaluation and see the confusion matrix and ROC; run a tiny retraining to completion.
+Screenshots go to $PNEUMO_SCREENSHOT_DIR (the README's come from here) or a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SHIPPED_MODELS
+
+pytestmark = pytest.mark.browser
+CHROMIUM = os.environ.get("PLAYWRIGHT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Iterator[str]:
+    """The app on the shipped model, with a private copy of the registry for the retraining run."""
+    models = tmp_path_factory.mktemp("registry") / "models"
+    shutil.copytree(SHIPPED_MODELS, models)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PNEUMO_MODELS": str(models),
+        "PNEUMO_DATA": str(data_root),
+        "PNEUMO_RUNS": str(tmp_path_factory.mktemp("runs")),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("streamlit did not start within 90 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser_page(server: str):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launch = {"args": CHROMIUM_ARGS}
+        if Path(CHROMIUM).exists():
+            launch["executable_path"] = CHROMIUM
+        browser = playwright.chromium.launch(**launch)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(os.environ.get("PNEUMO_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_diagnose_upload_full_resolution(browser_page, server: str, full_size_image: Path, shots: Path) -> None:
+    page = browser_page
+    page.goto(f"{server}/diagnose")
+    page.get_by_role("heading", name="Diagnose").wait_for()
+    page.locator("input[type=file]").set_input_files(str(full_size_image))
+    page.get_by_text("Probability of pneumonia").wait_for()
+    body = page.locator("section.main, [data-testid=stMain]").first.inner_text()
+    assert "NORMAL" in body or "PNEUMONIA" in body
+    assert "%" in page.get_by_test_id("stMetricValue").first.inner_text()
+    page.get_by_text("Grad-CAM: regions that drove the verdict").wait_for()
+    assert page.locator("[data-testid=stImage] img").count() >= 2
+    page.screenshot(path=str(shots / "diagnose.png"), full_page=True)
+
+
+def test_evaluation_dashboards(browser_page, server: str, shots: Path) -> None:
+    page = browser_page
+    page.goto(f"{server}/evaluation")
+    page.get_by_role("heading", name="Evaluation").wait_for()
+    page.locator(".js-plotly-plot").nth(1).wait_for()
+    text = page.locator("[data-testid=stMain]").inner_text()
+    svg_text = " ".join(page.locator(".js-plotly-plot .gtitle").all_inner_texts())
+    assert "Confusion matrix" in svg_text and "ROC curve" in svg_text, svg_text
+    assert "Sensitivity" in text
+    page.screenshot(path=str(shots / "evaluation.png"), full_page=True)
+
+
+def test_retrain_tiny_run_to_completion(browser_page, server: str, shots: Path) -> None:
+    page = browser_page
+    page.goto(f"{server}/retrain")
+    page.get_by_role("heading", name="Retrain").wait_for()
+    page.get_by_label("Training images (subset)").fill("100")
+    page.get_by_label("Epochs").fill("2")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("epoch", exact=False).first.wait_for(timeout=120_000)
+    page.get_by_text("Finished.").wait_for(timeout=300_000)
+    page.get_by_text("Make run-").wait_for(timeout=60_000)
+    page.screenshot(path=str(shots / "retrain.png"), full_page=True)
