@@ -10,10 +10,10 @@ import ui
 st.set_page_config(page_title="Pneumonia X-ray assistant", page_icon=":material/radiology:", layout="wide")
 
 pages = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/diagnose.py", title="Diagnose", icon=":material/radiology:"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
-    st.Page("pages/retrain.py", title="Retrain", icon=":material/model_training:"),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/diagnose.py", title="Diagnose", icon=":material/radiology:"),
+    st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
+    st.Page("app_pages/retrain.py", title="Retrain", icon=":material/model_training:"),
 ]
 page = st.navigation(pages)
 ui.model_selector()

@@ -13,7 +13,7 @@ TIMEOUT = 120
 
 
 def page(name: str) -> AppTest:
-    return AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    return AppTest.from_file(str(ROOT / "app_pages" / f"{name}.py"), default_timeout=TIMEOUT)
 
 
 @pytest.fixture()
@@ -32,7 +32,7 @@ def test_router_runs_every_page(use_tiny_registry: Path, no_data: None) -> None:
     assert not app.exception
     assert "Pneumonia chest X-ray assistant" in app.title[0].value
     for name, title in (("diagnose", "Diagnose"), ("evaluation", "Evaluation"), ("retrain", "Retrain")):
-        app.switch_page(f"pages/{name}.py").run()
+        app.switch_page(f"app_pages/{name}.py").run()
         assert not app.exception, name
         assert app.title[0].value == title
 

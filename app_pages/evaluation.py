@@ -36,7 +36,7 @@ def threshold_explorer() -> None:
     """The slider reruns this fragment only."""
     threshold = st.slider(
         "Threshold (explore; the model's frozen operating threshold is the default)",
-        0.01, 0.99, float(round(primary.threshold, 2)), 0.01, key="eval_threshold",
+        0.001, 0.999, float(round(primary.threshold, 3)), 0.001, format="%.3f", key="eval_threshold",
     )  # fmt: skip
     at = threshold_metrics(primary.y_true, primary.y_prob, threshold=threshold)
     a, b, c, d = st.columns(4)
