@@ -73,7 +73,9 @@ if run_id:
     if status.state == "done" and (results := load_test_predictions(run_id)):
         default = registry.default_name()
         compared = {run_id: results, **({default: d} if (d := load_test_predictions(default)) else {})}
-        st.dataframe(metric_table(compared), hide_index=True, width="stretch")
+        st.dataframe(
+            metric_table(compared, "validation") + metric_table(compared, "test"), hide_index=True, width="stretch"
+        )
         if run_id != default and st.button(f"Make {run_id} the default model", key="rt_promote"):
             registry.set_default(run_id)
             st.success(f"{run_id} is now the default model.")

@@ -48,7 +48,7 @@ class Classifier:
         self.path = path
         self.name = path.name
         self.feature_gate = gate
-        self._explainer = Explainer(model, contract.gradcam_layer)
+        self._explainer = Explainer(model, contract.gradcam_layer, contract.feature_layers)
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None) -> Classifier:
@@ -87,6 +87,11 @@ class Classifier:
         except ModelLoadError as exc:
             fallback = cls.load(registry.SHIPPED_DEFAULT)
             return fallback, f"{exc}. Using the shipped model {registry.SHIPPED_DEFAULT} instead."
+
+    @property
+    def feature_sizes(self) -> list[int]:
+        """Width of each feature layer's part of the embedding (the input gate's layout)."""
+        return [int(self.model.get_layer(name).output.shape[-1]) for name in self.contract.feature_layers]
 
     def warm_up(self) -> None:
         """Trace the compiled graphs once so the first real request is fast."""

@@ -31,6 +31,7 @@ class ModelContract:
         temperature: logit temperature fitted on validation (1.0 = uncalibrated).
         borderline_margin: probabilities within this distance of the threshold are "borderline".
         gradcam_layer: name of the convolutional layer whose activations Grad-CAM explains.
+        feature_layers: layers whose spatially averaged activations form the input gate's features.
     """
 
     input_size: int = 224
@@ -41,6 +42,7 @@ class ModelContract:
     temperature: float = 1.0
     borderline_margin: float = 0.1
     gradcam_layer: str = "gradcam_target"
+    feature_layers: tuple[str, ...] = ("pool",)
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
@@ -57,14 +59,16 @@ class ModelContract:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["class_names"] = list(self.class_names)
+        out["feature_layers"] = list(self.feature_layers)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelContract:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        if "class_names" in kwargs:
-            kwargs["class_names"] = tuple(kwargs["class_names"])
+        for key in ("class_names", "feature_layers"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
 
     def with_calibration(self, *, operating_threshold: float, temperature: float) -> ModelContract:

@@ -22,6 +22,7 @@ class ModelResults:
     threshold: float
     class_names: tuple[str, str]
     test_report: dict[str, Any]
+    validation_report: dict[str, Any] | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -44,16 +45,19 @@ def load_test_predictions(name: str) -> ModelResults | None:
         threshold=float(contract["operating_threshold"]),
         class_names=tuple(contract["class_names"]),
         test_report=metadata["test"],
+        validation_report=metadata.get("validation"),
         history=metadata.get("history", {}),
     )
 
 
-def metric_table(models: dict[str, ModelResults]) -> list[dict[str, str]]:
-    """One row per model: value and 95% CI of each metric at its frozen threshold."""
+def metric_table(models: dict[str, ModelResults], split: str = "test") -> list[dict[str, str]]:
+    """One row per model: value and 95% CI of each metric at its frozen threshold, on ``split``."""
     rows = []
     for name, results in models.items():
-        report = results.test_report
-        row = {"model": name, "n": str(report["n"]), "threshold": f"{report['threshold']:.3f}"}
+        report = results.test_report if split == "test" else results.validation_report
+        if not report:
+            continue
+        row = {"model": name, "split": split, "n": str(report["n"]), "threshold": f"{report['threshold']:.3f}"}
         for key in ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1"):
             low, high = report["ci95"].get(key, (float("nan"), float("nan")))
             row[key] = f"{report[key]:.3f} ({low:.3f}-{high:.3f})"

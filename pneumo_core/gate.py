@@ -11,6 +11,7 @@ Every rejection is an ``InputError("not_chest_xray", reason)``.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,39 +57,71 @@ def check_header_and_statistics(decoded: DecodedImage) -> None:
 
 @dataclass
 class FeatureGate:
-    """Mahalanobis distance to the training images in the model's pooled-feature space."""
+    """Mahalanobis distance to the training images, separately for each feature layer.
 
-    mean: np.ndarray
-    precision: np.ndarray
-    threshold: float
+    Each layer gets its own cut-off (the validation quantile times a margin); an image is refused
+    when any layer finds it too far. Shallow layers catch non-radiograph textures (photos, print,
+    noise), deep ones catch radiographs of something other than a chest.
+    """
+
+    sizes: list[int]
+    means: list[np.ndarray]
+    precisions: list[np.ndarray]
+    thresholds: list[float]
 
     @classmethod
-    def fit(cls, train_embeddings: np.ndarray, validation_embeddings: np.ndarray) -> FeatureGate:
-        estimator = LedoitWolf().fit(train_embeddings)
-        gate = cls(estimator.location_, estimator.precision_, float("inf"))
-        distances = gate.distances(validation_embeddings)
+    def fit(
+        cls, train_embeddings: np.ndarray, validation_embeddings: np.ndarray, sizes: list[int] | None = None
+    ) -> FeatureGate:
+        sizes = list(sizes or [train_embeddings.shape[1]])
+        if sum(sizes) != train_embeddings.shape[1]:
+            raise ValueError(f"feature sizes {sizes} do not add up to {train_embeddings.shape[1]}")
+        gate = cls(sizes, [], [], [])
+        for train_part in gate._split(train_embeddings):
+            estimator = LedoitWolf().fit(train_part)
+            gate.means.append(estimator.location_)
+            gate.precisions.append(estimator.precision_)
         # A margin over the validation quantile: real uploads vary more than one hospital's files.
-        gate.threshold = float(np.quantile(distances, VALIDATION_PASS_RATE) * 1.25)
+        per_layer = gate.distances(validation_embeddings)
+        gate.thresholds = [float(np.quantile(d, VALIDATION_PASS_RATE) * 1.25) for d in per_layer.T]
         return gate
 
+    def _split(self, embeddings: np.ndarray) -> list[np.ndarray]:
+        bounds = np.cumsum([0, *self.sizes])
+        return [np.atleast_2d(embeddings)[:, a:b] for a, b in itertools.pairwise(bounds)]
+
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
-        centered = np.atleast_2d(embeddings) - self.mean
-        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centered, self.precision, centered), 0.0))
+        """``(N, layers)`` Mahalanobis distances."""
+        columns = []
+        for part, mean, precision in zip(self._split(embeddings), self.means, self.precisions, strict=True):
+            centered = part - mean
+            columns.append(np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centered, precision, centered), 0.0)))
+        return np.stack(columns, axis=1)
+
+    def outlier_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """``(N,)`` worst distance-to-cut-off ratio over layers; above 1 is refused."""
+        return (self.distances(embeddings) / np.array(self.thresholds)).max(axis=1)
 
     def check(self, embedding: np.ndarray) -> None:
-        distance = float(self.distances(embedding)[0])
-        if distance > self.threshold:
+        score = float(self.outlier_scores(embedding)[0])
+        if score > 1.0:
             raise _reject(
-                f"it looks unlike the radiographs the model was trained on (feature distance "
-                f"{distance:.0f}, limit {self.threshold:.0f})"
+                f"it looks unlike the radiographs the model was trained on (outlier score {score:.1f}; "
+                "chest X-rays score below 1)"
             )
 
     def save(self, path: Path) -> None:
-        np.savez(path, mean=self.mean, precision=self.precision, threshold=np.array(self.threshold))
+        arrays = {"sizes": np.array(self.sizes), "thresholds": np.array(self.thresholds)}
+        for i, (mean, precision) in enumerate(zip(self.means, self.precisions, strict=True)):
+            arrays[f"mean_{i}"], arrays[f"precision_{i}"] = mean, precision
+        np.savez(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> FeatureGate | None:
         if not Path(path).exists():
             return None
         with np.load(path, allow_pickle=False) as data:
-            return cls(data["mean"], data["precision"], float(data["threshold"]))
+            sizes = [int(v) for v in data["sizes"]]
+            means = [data[f"mean_{i}"] for i in range(len(sizes))]
+            precisions = [data[f"precision_{i}"] for i in range(len(sizes))]
+            return cls(sizes, means, precisions, [float(t) for t in data["thresholds"]])

@@ -6,6 +6,8 @@ verdict with its heatmap costs one forward and one backward pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import keras
 import numpy as np
@@ -13,31 +15,42 @@ import tensorflow as tf
 
 
 class Explainer:
-    """Logits and raw Grad-CAM maps for a batch of model inputs ``(N, S, S, 1) float32``."""
+    """Logits, raw Grad-CAM maps and feature embeddings for model inputs ``(N, S, S, 1) float32``.
 
-    def __init__(self, model: keras.Model, layer_name: str, embedding_layer: str = "pool") -> None:
-        target = model.get_layer(layer_name)
-        embedding = model.get_layer(embedding_layer)
+    The embedding concatenates the spatial means of ``feature_layers`` (the input gate's evidence).
+    """
+
+    def __init__(self, model: keras.Model, layer_name: str, feature_layers: Sequence[str] = ("pool",)) -> None:
+        target = model.get_layer(layer_name).output
+        features = [model.get_layer(name).output for name in feature_layers]
+        logit = model.outputs[0]
         # model.inputs (a list) rather than model.input: Keras 3 keeps nested structure otherwise.
-        self._graph_model = keras.Model(model.inputs, [target.output, embedding.output, model.outputs[0]])
+        self._graph_model = keras.Model(model.inputs, [target, logit, *features])
+        self._forward_model = keras.Model(model.inputs, [logit, *features])
         input_shape = tuple(model.inputs[0].shape[1:])
         signature = [tf.TensorSpec((None, *input_shape), tf.float32)]
         self._explain = tf.function(self._explain_batch, input_signature=signature, reduce_retracing=True)
-        embedding_model = keras.Model(model.inputs, [model.outputs[0], embedding.output])
-        self._predict = tf.function(
-            lambda x: embedding_model(x, training=False), input_signature=signature, reduce_retracing=True
-        )
+        self._predict = tf.function(self._predict_batch, input_signature=signature, reduce_retracing=True)
+
+    @staticmethod
+    def _embed(features: list[tf.Tensor]) -> tf.Tensor:
+        pooled = [tf.reduce_mean(f, axis=(1, 2)) if len(f.shape) == 4 else f for f in features]
+        return tf.concat(pooled, axis=-1)
+
+    def _predict_batch(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        logits, *features = self._forward_model(images, training=False)
+        return logits, self._embed(features)
 
     def _explain_batch(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
-            features, embeddings, logits = self._graph_model(images, training=False)
+            conv, logits, *features = self._graph_model(images, training=False)
             score = tf.reduce_sum(logits)
-        grads = tape.gradient(score, features)
+        grads = tape.gradient(score, conv)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
         # Explain the predicted class: for a NORMAL verdict the evidence *against* pneumonia.
         sign = tf.reshape(tf.where(logits[:, 0] >= 0.0, 1.0, -1.0), (-1, 1, 1))
-        cams = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1) * sign)
-        return logits[:, 0], cams, embeddings
+        cams = tf.nn.relu(tf.reduce_sum(conv * weights, axis=-1) * sign)
+        return logits[:, 0], cams, self._embed(features)
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(logits (N,), embeddings (N, D))`` without the backward pass."""
@@ -55,7 +68,7 @@ def heatmap(cam: np.ndarray, height: int, width: int) -> np.ndarray:
     cam = np.maximum(np.asarray(cam, dtype=np.float32), 0.0)
     peak = float(cam.max())
     cam = cam / peak if peak > 0 else np.zeros_like(cam)
-    return np.clip(cv2.resize(cam, (width, height), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    return cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def gradcam(model: keras.Model, images: np.ndarray, layer_name: str) -> np.ndarray:

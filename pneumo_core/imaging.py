@@ -12,6 +12,7 @@ Every failure on bad input is an ``InputError`` with a specific message.
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .contract import ModelContract
 from .errors import InputError
@@ -32,6 +33,8 @@ MAX_PIXELS = 60_000_000
 MIN_SIDE = 64
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
+
+logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 # Pillow's own bomb guard raises or warns at its limit; ours is checked first with a clearer message.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -110,7 +113,10 @@ def decode_bytes(data: bytes) -> DecodedImage:
         raise InputError("too_large", _too_large_message(len(data)))
     kind = sniff_format(data)
     if kind == "DICOM":
-        return _decode_dicom(data)
+        # pydicom's warnings quote element values, which may hold patient data: keep them out of logs.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _decode_dicom(data)
     if kind in ("JPEG", "PNG"):
         return _decode_raster(data, kind)
     raise InputError(
@@ -121,63 +127,59 @@ def decode_bytes(data: bytes) -> DecodedImage:
 
 
 def _decode_raster(data: bytes, kind: str) -> DecodedImage:
+    corrupt = InputError("corrupt", f"The {kind} file is damaged or incomplete and cannot be read.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as probe:
-                width, height = probe.size
-                mode = probe.mode
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                mode = image.mode
+                _check_dimensions(width, height)
+                pixels = _decode_jpeg(image) if kind == "JPEG" else None
+    except InputError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError("too_many_pixels", _too_many_pixels_message()) from None
     except Exception:
-        raise InputError("corrupt", f"The {kind} file is damaged or incomplete and cannot be read.") from None
-    _check_dimensions(width, height)
-
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    if kind == "JPEG" and mode not in ("CMYK",):
-        # libjpeg can decode at 1/2, 1/4 or 1/8 scale in the DCT domain: a 2000 px radiograph is
-        # read at ~500 px several times faster, and we only need a few hundred pixels anyway.
-        flag = _reduced_color_flag(min(width, height))
-        pixels = cv2.imdecode(buffer, flag)
-    else:
-        pixels = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-        if pixels is None and kind == "JPEG":
-            pixels = _decode_with_pillow(data)
+        raise corrupt from None
+    bgr = False
     if pixels is None:
-        raise InputError("corrupt", f"The {kind} file is damaged or incomplete and cannot be read.")
-    gray = _to_gray_uint8(pixels, bgr=True)
+        # PNG through OpenCV: keeps 16-bit depth and alpha as stored.
+        pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        bgr = True
+    if pixels is None:
+        raise corrupt
+    gray = _to_gray_uint8(pixels, bgr=bgr)
     facts = {"format": kind, "mode": mode, "width": width, "height": height}
-    return DecodedImage(gray, kind, width, height, facts, colorfulness(pixels))
+    color = colorfulness(pixels[:, :, 2::-1] if bgr and pixels.ndim == 3 else pixels)
+    return DecodedImage(gray, kind, width, height, facts, color)
 
 
-def _decode_with_pillow(data: bytes) -> np.ndarray | None:
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("L"))
-    except Exception:
-        return None
+def _decode_jpeg(image: Image.Image) -> np.ndarray:
+    """Decode a JPEG, in the DCT domain at 1/2, 1/4 or 1/8 scale when it is large.
 
-
-def _reduced_color_flag(min_side: int) -> int:
-    for factor, flag in (
-        (8, cv2.IMREAD_REDUCED_COLOR_8),
-        (4, cv2.IMREAD_REDUCED_COLOR_4),
-        (2, cv2.IMREAD_REDUCED_COLOR_2),
-    ):
-        if min_side // factor >= REDUCED_DECODE_MIN_SIDE:
-            return flag
-    return cv2.IMREAD_COLOR
+    A 2000 px radiograph is read at ~500 px: the model needs a few hundred pixels, and the
+    scaled IDCT averages like an antialiased resize.
+    """
+    scale = min(image.size) / REDUCED_DECODE_MIN_SIDE
+    if scale >= 2:
+        target_mode = "L" if image.mode == "L" else "RGB"
+        image.draft(target_mode, (int(image.size[0] / scale), int(image.size[1] / scale)))
+    image = ImageOps.exif_transpose(image)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")  # CMYK (Adobe-inverted too) and YCbCr
+    return np.asarray(image)
 
 
 def colorfulness(pixels: np.ndarray) -> float:
-    """Hasler & Suesstrunk (2003) colorfulness on a <= 128 px thumbnail; 0 for single-channel images."""
+    """Hasler & Suesstrunk (2003) colorfulness of an RGB image on a <= 128 px thumbnail; 0 for gray."""
     if pixels.ndim != 3 or pixels.shape[2] < 3:
         return 0.0
     step = max(1, max(pixels.shape[:2]) // 128)
     thumb = pixels[::step, ::step, :3].astype(np.float32)
     if thumb.max() > 255:
         thumb *= 255.0 / float(thumb.max())
-    b, g, r = thumb[..., 0], thumb[..., 1], thumb[..., 2]
+    r, g, b = thumb[..., 0], thumb[..., 1], thumb[..., 2]
     rg, yb = r - g, 0.5 * (r + g) - b
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
@@ -212,8 +214,7 @@ def _from_array(array: np.ndarray) -> DecodedImage:
     height, width = array.shape[:2]
     _check_dimensions(width, height)
     gray = _to_gray_uint8(array, bgr=False)
-    rgb_as_bgr = array[:, :, 2::-1] if array.ndim == 3 and array.shape[2] >= 3 else array
-    return DecodedImage(gray, "array", width, height, {"format": "array"}, colorfulness(rgb_as_bgr))
+    return DecodedImage(gray, "array", width, height, {"format": "array"}, colorfulness(array))
 
 
 def _to_gray_uint8(pixels: np.ndarray, *, bgr: bool) -> np.ndarray:
@@ -280,7 +281,7 @@ def _decode_dicom(data: bytes) -> DecodedImage:
     color = 0.0
     if raw.ndim == 3 and raw.shape[-1] in (3, 4):
         gray = _to_gray_uint8(raw, bgr=False)
-        color = colorfulness(raw[:, :, 2::-1])
+        color = colorfulness(raw)
     elif raw.ndim == 2:
         values = apply_modality_lut(raw, dataset)
         values = apply_voi_lut(values, dataset) if _has_voi(dataset) else values

@@ -17,6 +17,14 @@ ARCHITECTURES = ("compact_resnet", "resnet50", "efficientnetb0", "densenet121")
 GRADCAM_LAYER = "gradcam_target"
 
 
+def feature_layers(arch: str) -> tuple[str, ...]:
+    """Layers whose mean activations the input gate models: several depths see both texture
+    (is this a radiograph at all?) and anatomy (is it a chest?)."""
+    if arch == "compact_resnet":
+        return ("stage1_out", "stage2_out", "stage3_out", "pool")
+    return ("pool",)
+
+
 def build_model(contract: ModelContract, config: TrainingConfig, weights: str | None = None) -> keras.Model:
     """Build an uncompiled model whose output is a single logit (no sigmoid)."""
     if config.arch not in ARCHITECTURES:

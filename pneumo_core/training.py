@@ -94,6 +94,41 @@ def _strategy(distribute: str):
     return tf.distribute.get_strategy()
 
 
+def fit_feature_gate(classifier: Any, x_fit: np.ndarray, val_embeddings: np.ndarray) -> FeatureGate:
+    """The input gate from ~2000 evenly spaced training images and all validation images."""
+    fit_embeddings = classifier.raw_outputs(x_fit[:: max(1, len(x_fit) // 2000)])[1]
+    return FeatureGate.fit(fit_embeddings, val_embeddings, classifier.feature_sizes)
+
+
+def refit_gate(model_dir: Path, data_dir: Path, feature_layer_names: tuple[str, ...]) -> FeatureGate:
+    """Refit a trained model's input gate on its own training/validation split (same seed).
+
+    For upgrading the gate of an existing model without retraining it; ``train`` fits the same
+    gate through the same function.
+    """
+    import json
+
+    from .classifier import Classifier
+
+    metadata = registry.read_metadata(Path(model_dir))
+    config = TrainingConfig.from_dict(metadata["training_config"])
+    contract = ModelContract.from_dict({**metadata["contract"], "feature_layers": list(feature_layer_names)})
+    loaded = Classifier.load(model_dir)
+    classifier = Classifier(loaded.model, contract, metadata, Path(model_dir), None)
+    fit_samples, val_samples = grouped_split(list_split(data_dir, "train"), config.validation_fraction, config.seed)
+    if config.train_subset:
+        fit_samples = subsample(fit_samples, config.train_subset, config.seed)
+        val_samples = subsample(val_samples, max(64, config.train_subset // 4), config.seed)
+    x_fit, _ = load_arrays(fit_samples, contract)
+    x_val, _ = load_arrays(val_samples, contract)
+    gate = fit_feature_gate(classifier, x_fit, classifier.raw_outputs(x_val)[1])
+    gate.save(Path(model_dir) / GATE_FILE)
+    metadata["contract"] = contract.to_dict()
+    metadata["feature_gate"] = {"layers": list(contract.feature_layers), "thresholds": gate.thresholds}
+    (Path(model_dir) / registry.METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    return gate
+
+
 def train(
     data_dir: Path,
     config: TrainingConfig,
@@ -109,11 +144,11 @@ def train(
     import keras
 
     from .classifier import Classifier
-    from .model import build_model
+    from .model import build_model, feature_layers
 
     started = time.time()
     keras.utils.set_random_seed(config.seed)
-    contract = ModelContract(input_size=config.image_size)
+    contract = ModelContract(input_size=config.image_size, feature_layers=feature_layers(config.arch))
 
     _emit(on_event, "stage", message="Listing images")
     train_all = list_split(data_dir, "train")
@@ -172,8 +207,7 @@ def train(
     contract = contract.with_calibration(operating_threshold=threshold, temperature=temperature)
     validation_report = evaluate(y_val, val_prob, threshold=threshold, n_resamples=300, seed=config.seed)
 
-    fit_embeddings = classifier.raw_outputs(x_fit[:2000])[1]
-    feature_gate = FeatureGate.fit(fit_embeddings, val_embeddings)
+    feature_gate = fit_feature_gate(classifier, x_fit, val_embeddings)
     del x_fit
 
     test_report, predictions = None, []
@@ -219,7 +253,7 @@ def train(
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
         },
-        "feature_gate": {"threshold": feature_gate.threshold, "validation_pass_rate_target": 0.995},
+        "feature_gate": {"layers": list(contract.feature_layers), "thresholds": feature_gate.thresholds},
         "validation": validation_report,
         "test": test_report,
     }

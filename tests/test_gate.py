@@ -51,12 +51,49 @@ def test_feature_gate_accepts_in_distribution_rejects_far(tmp_path: Path) -> Non
     rng = np.random.default_rng(0)
     train = rng.normal(0, 1, (2000, 16))
     val = rng.normal(0, 1, (400, 16))
-    gate = FeatureGate.fit(train, val)
-    assert np.mean(gate.distances(val) <= gate.threshold) >= 0.99
+    gate = FeatureGate.fit(train, val, sizes=[6, 10])
+    assert gate.distances(val).shape == (400, 2)
+    assert np.mean(gate.outlier_scores(val) <= 1.0) >= 0.98
     gate.check(rng.normal(0, 1, 16))
     with pytest.raises(InputError, match="unlike the radiographs"):
         gate.check(np.full(16, 8.0))
+    shifted_first_layer = np.concatenate([np.full(6, 8.0), rng.normal(0, 1, 10)])
+    with pytest.raises(InputError):  # one layer far away is enough
+        gate.check(shifted_first_layer)
     gate.save(tmp_path / "gate.npz")
     loaded = FeatureGate.load(tmp_path / "gate.npz")
-    assert loaded.threshold == pytest.approx(gate.threshold)
+    assert loaded.thresholds == pytest.approx(gate.thresholds) and loaded.sizes == [6, 10]
+    assert np.allclose(loaded.outlier_scores(val), gate.outlier_scores(val))
     assert FeatureGate.load(tmp_path / "missing.npz") is None
+    with pytest.raises(ValueError, match="add up"):
+        FeatureGate.fit(train, val, sizes=[3, 3])
+
+
+# --- the shipped model's gate on real images --------------------------------------------------
+
+
+def test_shipped_gate_rejects_grayscale_photos_documents_and_phantoms(shipped_classifier) -> None:
+    import skimage.data as sk
+
+    from pneumo_core.imaging import rescale_to_uint8
+
+    samples = {
+        "camera": sk.camera(),
+        "moon": sk.moon(),
+        "coins": sk.coins(),
+        "page": sk.page(),
+        "brick": sk.brick(),
+        "ct_phantom": rescale_to_uint8(sk.shepp_logan_phantom()),
+        "noise": np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8),
+    }
+    for name, image in samples.items():
+        with pytest.raises(InputError) as info:
+            shipped_classifier.predict(image)
+        assert info.value.code == "not_chest_xray", name
+
+
+def test_shipped_gate_accepts_real_chest_xrays(shipped_classifier, data_root: Path) -> None:
+    files = sorted((data_root / "test").rglob("*.jpeg")) + sorted((data_root / "val").rglob("*.jpeg"))
+    results = shipped_classifier.predict_many(files)
+    refused = [f.name for f, r in zip(files, results, strict=True) if isinstance(r, InputError)]
+    assert len(refused) / len(files) <= 0.01, refused

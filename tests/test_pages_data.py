@@ -1,0 +1,54 @@
+"""Core helpers behind the pages: worklist ordering and CSV, PNG report, metric tables, shortcuts."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pneumo_core import Classifier, InputError
+from pneumo_core.classifier import Prediction
+from pneumo_core.dashboard import load_test_predictions, metric_table
+from pneumo_core.report import report_png
+from pneumo_core.shortcuts import border_mask
+from pneumo_core.worklist import worklist_csv, worklist_rows
+
+
+def prediction(probability: float) -> Prediction:
+    return Prediction(probability, "PNEUMONIA" if probability >= 0.5 else "NORMAL", "x", 0.5)
+
+
+def test_worklist_orders_by_probability_and_keeps_rejections() -> None:
+    rows = worklist_rows([("a", prediction(0.2)), ("bad", InputError("corrupt", "damaged")), ("b", prediction(0.9))])
+    assert [r["file"] for r in rows] == ["b", "a", "bad"]
+    assert rows[2]["error"] == "damaged" and rows[2]["verdict"] == ""
+    parsed = list(csv.DictReader(io.StringIO(worklist_csv(rows))))
+    assert parsed[0]["probability_pneumonia_pct"] == "90.0"
+
+
+def test_report_png_is_a_readable_image(tiny_classifier: Classifier, normal_image: Path) -> None:
+    png = report_png(tiny_classifier.analyze(normal_image), model_name="tiny", source_name="chest.jpeg")
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None and image.shape[0] > 500 and image.shape[1] > 1000
+
+
+def test_metric_table_on_shipped_model(monkeypatch, tmp_path) -> None:
+    from conftest import SHIPPED_MODELS
+
+    from pneumo_core import registry
+
+    monkeypatch.setenv("PNEUMO_MODELS", str(SHIPPED_MODELS))
+    results = load_test_predictions(registry.default_name())
+    assert results is not None and results.y_true.size == 624
+    rows = metric_table({"m": results}) + metric_table({"m": results}, "validation")
+    assert [r["split"] for r in rows] == ["test", "validation"]
+    assert rows[0]["auc"].startswith(f"{results.test_report['auc']:.3f}")
+
+
+def test_border_mask_area() -> None:
+    mask = border_mask(100, 100, 0.1)
+    assert mask.sum() == 100 * 100 - 80 * 80
+    assert not mask[50, 50] and mask[0, 0]
