@@ -48,6 +48,16 @@ def _report_section(title: str, report: dict[str, Any] | None, note: str) -> lis
     ]
 
 
+def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
+    if not gate:
+        return []
+    return [
+        f"- Input gate: DICOM modality/body part, colour, blank and aspect-ratio rules, then a Mahalanobis "
+        f"distance per feature layer ({', '.join(gate['layers'])}) to the training images; each cut-off is 1.25x "
+        "the 99.5th percentile of validation radiographs. Rejection rates: `python benchmarks/bench_gate.py`.",
+    ]
+
+
 def _shortcut_section(check: dict[str, Any] | None) -> list[str]:
     if not check:
         return []
@@ -116,6 +126,7 @@ def model_card(metadata: dict[str, Any]) -> str:
         f"- Calibration: temperature {contract['temperature']:.3f} fitted on validation (log-loss).",
         f"- Operating threshold: {contract['operating_threshold']:.3f}, chosen by {metadata['threshold_method']}. "
         f"Probabilities within {contract['borderline_margin']:.2f} of it are shown as 'borderline: review'.",
+        *_gate_lines(metadata.get("feature_gate")),
         f"- Training time: {minutes:.1f} min on {machine['cpu_count']} CPU cores ({machine['processor']}, "
         f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}).",
         "",

@@ -161,6 +161,11 @@ class Classifier:
                     results[index] = error
         return results  # type: ignore[return-value]
 
+    def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for prepared inputs ``(N, S, S, 1)``, without the input gate."""
+        logits = self.raw_outputs(model_inputs)[0]
+        return 1.0 / (1.0 + np.exp(-logits / self.contract.temperature))
+
     def raw_outputs(self, model_inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Uncalibrated logits ``(N,)`` and pooled features ``(N, D)`` for prepared inputs ``(N, S, S, 1)``."""
         outputs = [
