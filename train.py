@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, help="compact_resnet base width")
     parser.add_argument("--weights", help="local weights file for a keras.applications backbone")
     parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--acquisition-augment", action="store_true", help="also blur, sharpen and add noise")
     parser.add_argument("--train-subset", type=int, help="train on a stratified subset of N images")
     parser.add_argument(
         "--target-sensitivity", type=float, help="threshold for this validation sensitivity instead of Youden's J"
@@ -59,6 +60,8 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.no_augment:
         values["augment"] = False
+    if args.acquisition_augment:
+        values["acquisition_augment"] = True
     return TrainingConfig.from_dict(values)
 
 

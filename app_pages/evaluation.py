@@ -46,7 +46,7 @@ def threshold_explorer() -> None:
     d.metric("Precision", f"{100 * at['precision']:.1f}%")
     col1, col2 = st.columns(2)
     col1.plotly_chart(
-        plots.confusion_matrix_figure(at["confusion"], primary.class_names, f"Confusion matrix at {threshold:.2f}"),
+        plots.confusion_matrix_figure(at["confusion"], primary.class_names, f"Confusion matrix at {threshold:.3f}"),
         key="eval_cm",
     )
     curves = {n: (m.y_true, m.y_prob) for n, m in models.items()}

@@ -98,6 +98,7 @@ class TrainingConfig:
     dropout: float = 0.3
     label_smoothing: float = 0.05
     augment: bool = True
+    acquisition_augment: bool = False
     validation_fraction: float = 0.15
     train_subset: int | None = None
     early_stopping_patience: int = 4

@@ -14,6 +14,7 @@ from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
     confusion_matrix,
+    log_loss,
     precision_recall_curve,
     roc_auc_score,
     roc_curve,
@@ -174,6 +175,7 @@ def evaluate(
         "auc": float(roc_auc_score(y_true, y_prob)),
         "average_precision": float(average_precision_score(y_true, y_prob)),
         "brier": float(brier_score_loss(y_true, y_prob)),
+        "log_loss": float(log_loss(y_true, np.clip(y_prob, 1e-7, 1 - 1e-7), labels=[0, 1])),
         "ece": expected_calibration_error(y_true, y_prob),
         "ci95": bootstrap_ci(y_true, y_prob, scalars, n_resamples=n_resamples, seed=seed),
         "roc": {
@@ -191,6 +193,6 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The scalar part of an ``evaluate`` report (no curves), for tables and JSON summaries."""
     keys = (
         "n", "auc", "accuracy", "sensitivity", "specificity", "precision", "f1",
-        "brier", "ece", "threshold", "confusion", "ci95",
+        "brier", "log_loss", "ece", "threshold", "confusion", "ci95",
     )  # fmt: skip
     return {k: report[k] for k in keys if k in report}

@@ -31,8 +31,10 @@ def build_model(contract: ModelContract, config: TrainingConfig, weights: str | 
         raise ValueError(f"unknown architecture {config.arch!r}; choose one of {ARCHITECTURES}")
     size = contract.input_size
     inputs = keras.Input(shape=(size, size, contract.channels), name="image")
-    x = augmentation(config.seed)(inputs) if config.augment else inputs
+    x = augmentation(config.seed, config.acquisition_augment)(inputs) if config.augment else inputs
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
+    if config.augment and config.acquisition_augment:
+        x = layers.GaussianNoise(0.03, seed=config.seed + 7, name="noise")(x)  # ~4 grey levels, training only
     if config.arch == "compact_resnet":
         features = _compact_resnet(x, config.width)
     else:
@@ -43,22 +45,26 @@ def build_model(contract: ModelContract, config: TrainingConfig, weights: str | 
     return keras.Model(inputs, logit, name=config.arch)
 
 
-def augmentation(seed: int) -> keras.Sequential:
+def augmentation(seed: int, acquisition: bool = False) -> keras.Sequential:
     """Geometric and photometric jitter, active only when ``training=True``.
 
-    No flips: a mirrored chest (heart on the right) is not a plausible radiograph.
+    No flips: a mirrored chest (heart on the right) is not a plausible radiograph. ``acquisition``
+    adds blur, sharpening and noise, which differ between X-ray systems and JPEG re-encodings.
     """
     value_range = (0.0, 255.0)
-    return keras.Sequential(
-        [
-            layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
-            layers.RandomZoom((-0.12, 0.12), fill_mode="constant", seed=seed + 1),
-            layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 2),
-            layers.RandomContrast(0.25, value_range=value_range, seed=seed + 3),
-            layers.RandomBrightness(0.1, value_range=value_range, seed=seed + 4),
-        ],
-        name="augmentation",
-    )
+    steps = [
+        layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
+        layers.RandomZoom((-0.12, 0.12), fill_mode="constant", seed=seed + 1),
+        layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 2),
+        layers.RandomContrast(0.25, value_range=value_range, seed=seed + 3),
+        layers.RandomBrightness(0.1, value_range=value_range, seed=seed + 4),
+    ]
+    if acquisition:
+        steps += [
+            layers.RandomGaussianBlur(factor=0.5, kernel_size=3, sigma=1.0, value_range=value_range, seed=seed + 5),
+            layers.RandomSharpness(0.3, value_range=value_range, seed=seed + 6),
+        ]
+    return keras.Sequential(steps, name="augmentation")
 
 
 def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, activation: bool = True):

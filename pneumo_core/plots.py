@@ -119,7 +119,7 @@ def training_curves_figure(history: dict[str, Sequence[float]]) -> go.Figure:
                 )
             )
     fig.update_layout(
-        title="Training curves", xaxis_title="epoch", yaxis={"title": "loss"},
+        title="Training curves", xaxis={"title": "epoch", "dtick": 1}, yaxis={"title": "loss"},
         yaxis2={"title": "AUC", "overlaying": "y", "side": "right", "range": [0.5, 1.0]}, **_LAYOUT,
     )  # fmt: skip
     return fig

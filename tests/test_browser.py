@@ -119,7 +119,7 @@ def test_evaluation_dashboards(browser_page, server: str, shots: Path) -> None:
     page.get_by_role("heading", name="Evaluation").wait_for()
     page.locator(".js-plotly-plot").nth(1).wait_for()
     text = page.locator("[data-testid=stMain]").inner_text()
-    svg_text = " ".join(page.locator(".js-plotly-plot .gtitle").all_inner_texts())
+    svg_text = " ".join(page.locator(".js-plotly-plot .gtitle").all_text_contents())
     assert "Confusion matrix" in svg_text and "ROC curve" in svg_text, svg_text
     assert "Sensitivity" in text
     page.screenshot(path=str(shots / "evaluation.png"), full_page=True)
