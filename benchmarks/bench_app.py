@@ -1,0 +1,96 @@
+"""App benchmark in a real browser: prints figures, asserts nothing.
+
+    python benchmarks/bench_app.py [--data DIR] [--uploads N]
+
+- first page rendered: seconds from launching `streamlit run app.py` until the home page's title
+  and model card are visible in Chromium (the model loads on that first page);
+- verdict on screen: seconds from handing a full-resolution X-ray to the Diagnose page's file
+  input until the verdict's probability is visible (includes the browser's upload).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", str(ROOT.parent / "shared/data/chest_xray")))
+    parser.add_argument("--uploads", type=int, default=8)
+    args = parser.parse_args()
+    images = sorted((Path(args.data) / "val").rglob("*.jpeg"))[: args.uploads]
+    port = free_port()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with sync_playwright() as playwright:
+        launch = {"args": CHROMIUM_ARGS}
+        if Path("/usr/bin/chromium").exists():
+            launch["executable_path"] = "/usr/bin/chromium"
+        browser = playwright.chromium.launch(**launch)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        started = time.perf_counter()
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while True:
+                try:
+                    page.goto(url, timeout=2_000)
+                    break
+                except Exception:
+                    time.sleep(0.2)
+            page.get_by_text("Model card:").wait_for()
+            print(
+                f"first page rendered (home with model card) after `streamlit run`: {time.perf_counter() - started:.1f} s"
+            )
+            page.goto(f"{url}/diagnose")
+            page.get_by_role("heading", name="Diagnose").wait_for()
+            times = []
+            for image in images:
+                page.locator("input[type=file]").set_input_files([])
+                page.get_by_text("Upload one or more images").wait_for()
+                start = time.perf_counter()
+                page.locator("input[type=file]").set_input_files(str(image))
+                page.get_by_text("Probability of pneumonia").wait_for()
+                times.append(time.perf_counter() - start)
+            sizes = [p.stat().st_size // 1024 for p in images]
+            print(
+                f"verdict on screen after upload ({len(times)} full-resolution JPEGs, {min(sizes)}-{max(sizes)} KB): "
+                f"median {statistics.median(times):.2f} s, max {max(times):.2f} s"
+            )
+        finally:
+            browser.close()
+            server.terminate()
+            server.wait(timeout=20)
+
+
+if __name__ == "__main__":
+    main()
