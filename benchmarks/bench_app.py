@@ -67,7 +67,7 @@ def main() -> None:
                     break
                 except Exception:
                     time.sleep(0.2)
-            page.get_by_text("Model card:").wait_for()
+            page.get_by_text("Model card:").first.wait_for()
             print(
                 f"first page rendered (home with model card) after `streamlit run`: {time.perf_counter() - started:.1f} s"
             )
