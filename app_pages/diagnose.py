@@ -40,8 +40,8 @@ if len(files) > 1:
 @st.fragment
 def show(index: int, name: str, analysis) -> None:
     """One image; the opacity slider reruns only this fragment, never the model."""
+    opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key=f"opacity_{index}")
     left, right = st.columns(2)
-    opacity = right.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key=f"opacity_{index}")
     left.image(analysis.pixels, caption="Image as read", width="stretch", clamp=True)
     right.image(
         overlay(analysis.pixels, analysis.heatmap, opacity),
@@ -49,8 +49,9 @@ def show(index: int, name: str, analysis) -> None:
         width="stretch",
     )
     st.download_button(
-        "Download report (PNG)", report_png(analysis, model_name=clf.name, source_name=name, opacity=opacity),
-        f"{name}_report.png", "image/png", key=f"report_{index}",
+        "Download report (PNG)",
+        lambda: report_png(analysis, model_name=clf.name, source_name=name, opacity=opacity),  # built on click only
+        f"{name}_report.png", "image/png", key=f"report_{index}", on_click="ignore",
     )  # fmt: skip
 
 
