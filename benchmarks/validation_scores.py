@@ -1,0 +1,47 @@
+"""Recompute a model's scores on its own patient-grouped validation split (never the test set).
+
+    python benchmarks/validation_scores.py [--model NAME ...] [--data DIR]
+
+Used to compare models by a proper scoring rule (calibrated validation log-loss) when choosing
+the default, including models saved before log-loss was part of the stored report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from pneumo_core import Classifier
+    from pneumo_core.contract import TrainingConfig
+    from pneumo_core.data import grouped_split, list_split, load_arrays, subsample
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", nargs="*", default=[None])
+    parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", "../shared/data/chest_xray"))
+    args = parser.parse_args()
+    for name in args.model:
+        clf = Classifier.load(name)
+        config = TrainingConfig.from_dict(clf.metadata["training_config"])
+        _, val = grouped_split(list_split(Path(args.data), "train"), config.validation_fraction, config.seed)
+        if config.train_subset:
+            val = subsample(val, max(64, config.train_subset // 4), config.seed)
+        x, y = load_arrays(val, clf.contract)
+        p = np.clip(clf.probabilities(x), 1e-7, 1 - 1e-7)
+        print(
+            f"{clf.name}: validation n={len(y)} calibrated log-loss {log_loss(y, p):.4f} AUC {roc_auc_score(y, p):.4f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
