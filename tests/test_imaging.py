@@ -222,6 +222,32 @@ def test_dicom_multiframe(radiograph_12bit: np.ndarray) -> None:
     assert info.value.code == "dicom_multiframe" and "3 frames" in info.value.message
 
 
+@pytest.mark.parametrize("syntax", ["RLELossless", "JPEG2000Lossless"])
+def test_compressed_dicom_matches_uncompressed(radiograph_12bit: np.ndarray, syntax: str) -> None:
+    import pydicom
+    import pydicom.uid
+
+    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset.compress(getattr(pydicom.uid, syntax))
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    assert np.array_equal(decode(buffer.getvalue()).pixels, decode(make_dicom(radiograph_12bit)).pixels)
+
+
+def test_jpeg_baseline_dicom(radiograph: np.ndarray) -> None:
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph, bits=8)))
+    dataset.PixelData = encapsulate([encode(radiograph, "JPEG", quality=95)])
+    dataset.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    decoded = decode(buffer.getvalue())
+    assert np.abs(to_model_input(decoded.pixels, CONTRACT) - to_model_input(radiograph, CONTRACT)).mean() < 3
+
+
 def test_overlay_shape_and_range(radiograph: np.ndarray) -> None:
     heat = np.zeros((14, 14), np.float32)
     heat[5:9, 5:9] = 1.0
