@@ -48,6 +48,13 @@ def _report_section(title: str, report: dict[str, Any] | None, note: str) -> lis
     ]
 
 
+def _augmentation(config: dict[str, Any]) -> str:
+    if not config["augment"]:
+        return "off"
+    extra = ", blur, sharpening, noise" if config.get("acquisition_augment") else ""
+    return f"on (rotation, zoom, shift, contrast, brightness{extra}; no flips)"
+
+
 def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
     if not gate:
         return []
@@ -122,7 +129,7 @@ def model_card(metadata: dict[str, Any]) -> str:
         f"epochs ({metadata['epochs_run']} run, early stopping on validation loss, patience "
         f"{config['early_stopping_patience']}), label smoothing {config['label_smoothing']}, class weights "
         f"{ {k: round(v, 3) for k, v in data['class_weights'].items()} }, augmentation "
-        f"{'on (rotation, zoom, shift, contrast, brightness; no flips)' if config['augment'] else 'off'}, seed {config['seed']}.",
+        f"{_augmentation(config)}, seed {config['seed']}.",
         f"- Calibration: temperature {contract['temperature']:.3f} fitted on validation (log-loss).",
         f"- Operating threshold: {contract['operating_threshold']:.3f}, chosen by {metadata['threshold_method']}. "
         f"Probabilities within {contract['borderline_margin']:.2f} of it are shown as 'borderline: review'.",
@@ -144,7 +151,8 @@ def model_card(metadata: dict[str, Any]) -> str:
         "## Reproduce",
         "",
         "```",
-        f"python train.py --config models/{metadata['name']}/metadata.json --out models/{metadata['name']}",
+        f"python train.py --data {data['source']} --config models/{metadata['name']}/metadata.json --out models/{metadata['name']}",
+        f"python benchmarks/shortcut_check.py --model {metadata['name']} --write",
         "```",
         "",
     ]
