@@ -1,0 +1,26 @@
+"""Original-size uploads reach the shipped model looking like its 224 px training copies."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def test_full_size_and_kaggle_style_copy_agree(shipped_classifier, data_root: Path) -> None:
+    """The Kaggle copies were made with Pillow's default resize and re-saved as JPEG; an original
+    and such a copy of it must get (nearly) the same probability and the same verdict."""
+    originals = sorted((data_root / "val").rglob("*.jpeg"))
+    assert len(originals) == 16
+    differences, same_label = [], []
+    for path in originals:
+        buffer = io.BytesIO()
+        Image.open(path).convert("RGB").resize((224, 224)).save(buffer, "JPEG")
+        full = shipped_classifier.predict(path)
+        copy = shipped_classifier.predict(buffer.getvalue())
+        differences.append(abs(full.probability_pneumonia - copy.probability_pneumonia))
+        same_label.append(full.label == copy.label)
+    assert np.mean(differences) < 0.03 and max(differences) < 0.1, differences
+    assert all(same_label)
