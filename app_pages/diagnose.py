@@ -29,7 +29,14 @@ if not files:
     st.info("Upload one or more images to get a verdict.")
     st.stop()
 
-results = [(name, ui.analyze_cached(data)) for name, data in files]
+bar = st.progress(0.0, text="Reading images...") if len(files) > 1 else None
+results = []
+for done, (name, data) in enumerate(files, start=1):
+    results.append((name, ui.analyze_cached(data)))
+    if bar is not None:
+        bar.progress(done / len(files), text=f"Read {done} of {len(files)} images")
+if bar is not None:
+    bar.empty()
 rows = worklist_rows(results)
 if len(files) > 1:
     st.subheader("Worklist (highest probability first)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,16 @@ class Classifier:
         """Grad-CAM for the predicted class: float32 H x W in [0, 1] at the image's resolution."""
         return self.analyze(image).heatmap
 
-    def predict_many(self, images: list[ImageSource], batch_size: int = 32) -> list[Prediction | InputError]:
-        """Score many inputs; a bad one yields its ``InputError`` in place, the rest are scored."""
+    def predict_many(
+        self,
+        images: list[ImageSource],
+        batch_size: int = 32,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Prediction | InputError]:
+        """Score many inputs; a bad one yields its ``InputError`` in place, the rest are scored.
+
+        ``progress(done, total)`` is called after each batch.
+        """
         results: list[Prediction | InputError | None] = [None] * len(images)
         for start in range(0, len(images), batch_size):
             prepared: list[tuple[int, np.ndarray, DecodedImage]] = []
@@ -151,14 +160,15 @@ class Classifier:
                     prepared.append((index, model_input, decoded))
                 except InputError as error:
                     results[index] = error
-            if not prepared:
-                continue
-            logits, embeddings = self._explainer.predict(np.stack([p[1] for p in prepared]))
-            for (index, _, decoded), logit, embedding in zip(prepared, logits, embeddings, strict=True):
-                try:
-                    results[index] = self._prediction(float(logit), embedding, decoded)
-                except InputError as error:
-                    results[index] = error
+            if prepared:
+                logits, embeddings = self._explainer.predict(np.stack([p[1] for p in prepared]))
+                for (index, _, decoded), logit, embedding in zip(prepared, logits, embeddings, strict=True):
+                    try:
+                        results[index] = self._prediction(float(logit), embedding, decoded)
+                    except InputError as error:
+                        results[index] = error
+            if progress is not None:
+                progress(min(start + batch_size, len(images)), len(images))
         return results  # type: ignore[return-value]
 
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:

@@ -43,21 +43,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         print("error: no image files found in the given paths", file=sys.stderr)
         return 1
+
+    def report(done: int, total: int) -> None:
+        if total > 32:
+            print(f"scored {done}/{total}", file=sys.stderr, flush=True)
+
     rows = []
-    for start in range(0, len(files), 32):
-        chunk = files[start : start + 32]
-        for path, result in zip(chunk, classifier.predict_many(chunk), strict=True):
-            if isinstance(result, InputError):
-                rows.append({"path": str(path), "probability_pneumonia": "", "label": "", "error": result.message})
-            else:
-                rows.append(
-                    {
-                        "path": str(path),
-                        "probability_pneumonia": f"{result.probability_pneumonia:.4f}",
-                        "label": result.label,
-                        "error": "",
-                    }
-                )
+    for path, result in zip(files, classifier.predict_many(files, progress=report), strict=True):
+        if isinstance(result, InputError):
+            rows.append({"path": str(path), "probability_pneumonia": "", "label": "", "error": result.message})
+        else:
+            probability = f"{result.probability_pneumonia:.4f}"
+            rows.append({"path": str(path), "probability_pneumonia": probability, "label": result.label, "error": ""})
     if args.csv:
         with open(args.csv, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
@@ -141,3 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("cancelled: nothing was written", file=sys.stderr)
+        return 130

@@ -58,7 +58,11 @@ def test_bad_input_in_batch_rejects_only_that_file(
     bad = tmp_path / "broken.jpeg"
     bad.write_bytes(b"not an image")
     inputs = [*good[:20], bad, *good[20:]]
-    results = tiny_classifier.predict_many(inputs, batch_size=16)
+    progress: list[tuple[int, int]] = []
+    results = tiny_classifier.predict_many(
+        inputs, batch_size=16, progress=lambda done, total: progress.append((done, total))
+    )
+    assert progress == [(16, 50), (32, 50), (48, 50), (50, 50)]
     assert len(results) == 50
     assert isinstance(results[20], InputError) and results[20].code == "unsupported_format"
     assert all(not isinstance(r, InputError) for i, r in enumerate(results) if i != 20)
