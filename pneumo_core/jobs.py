@@ -48,10 +48,6 @@ class RunStatus:
     result: dict[str, Any] | None = None
     started: float = 0.0
 
-    @property
-    def model_name(self) -> str:
-        return self.run_id
-
 
 def _alive(pid: int) -> bool:
     try:
