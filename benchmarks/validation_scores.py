@@ -1,6 +1,9 @@
 """Recompute a model's scores on its own patient-grouped validation split (never the test set).
 
-    python benchmarks/validation_scores.py [--model NAME ...] [--data DIR]
+    python benchmarks/validation_scores.py [--model NAME ...] [--data DIR] [--ensemble]
+
+--ensemble also scores the mean of the models' logits, with a temperature refitted on validation
+(the split of the first model; all must share it).
 
 Used to compare models by a proper scoring rule (calibrated validation log-loss) when choosing
 the default, including models saved before log-loss was part of the stored report.
@@ -29,7 +32,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="*", default=[None])
     parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", "../shared/data/chest_xray"))
+    parser.add_argument("--ensemble", action="store_true")
     args = parser.parse_args()
+    ensemble_logits, y_first = [], None
     for name in args.model:
         clf = Classifier.load(name)
         config = TrainingConfig.from_dict(clf.metadata["training_config"])
@@ -40,6 +45,19 @@ def main() -> None:
         p = np.clip(clf.probabilities(x), 1e-7, 1 - 1e-7)
         print(
             f"{clf.name}: validation n={len(y)} calibrated log-loss {log_loss(y, p):.4f} AUC {roc_auc_score(y, p):.4f}"
+        )
+        if args.ensemble:
+            if y_first is not None and not np.array_equal(y, y_first):
+                raise SystemExit("--ensemble needs models that share one validation split")
+            y_first = y
+            ensemble_logits.append(clf.raw_outputs(x)[0])
+    if args.ensemble and len(ensemble_logits) > 1:
+        from pneumo_core.evaluation import fit_temperature, sigmoid
+
+        logits = np.mean(ensemble_logits, axis=0)
+        p = np.clip(sigmoid(logits, fit_temperature(y_first, logits)), 1e-7, 1 - 1e-7)
+        print(
+            f"ensemble (mean logit): calibrated log-loss {log_loss(y_first, p):.4f} AUC {roc_auc_score(y_first, p):.4f}"
         )
 
 
