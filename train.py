@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", help="local weights file for a keras.applications backbone")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--acquisition-augment", action="store_true", help="also blur, sharpen and add noise")
+    parser.add_argument("--mixup", type=float, help="mixup Beta(alpha, alpha); 0 = off")
     parser.add_argument("--train-subset", type=int, help="train on a stratified subset of N images")
     parser.add_argument(
         "--target-sensitivity", type=float, help="threshold for this validation sensitivity instead of Youden's J"
@@ -55,7 +56,7 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
     overrides = {
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "image_size": args.image_size, "arch": args.arch, "width": args.width,
-        "train_subset": args.train_subset, "target_sensitivity": args.target_sensitivity, "seed": args.seed,
+        "train_subset": args.train_subset, "mixup": args.mixup, "target_sensitivity": args.target_sensitivity, "seed": args.seed,
     }  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.no_augment:

@@ -99,6 +99,7 @@ class TrainingConfig:
     label_smoothing: float = 0.05
     augment: bool = True
     acquisition_augment: bool = False
+    mixup: float = 0.0
     validation_fraction: float = 0.15
     train_subset: int | None = None
     early_stopping_patience: int = 4

@@ -94,6 +94,38 @@ def _strategy(distribute: str):
     return tf.distribute.get_strategy()
 
 
+def mixup_batches(
+    x: np.ndarray, y: np.ndarray, class_weight: dict[int, float], batch_size: int, alpha: float, seed: int
+):
+    """Shuffled batches of mixup pairs (Zhang et al. 2018): images and labels blended with
+    lambda ~ Beta(alpha, alpha); the class weights blend the same way, as sample weights."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x))
+            self.weights = np.array([class_weight[int(label)] for label in y], dtype=np.float32)
+
+        def __len__(self) -> int:
+            return int(np.ceil(len(x) / batch_size))
+
+        def __getitem__(self, index: int):
+            first = self.order[index * batch_size : (index + 1) * batch_size]
+            second = self.rng.permutation(first)
+            lam = self.rng.beta(alpha, alpha, size=len(first)).astype(np.float32)
+            images = lam[:, None, None, None] * x[first] + (1 - lam[:, None, None, None]) * x[second]
+            labels = lam * y[first] + (1 - lam) * y[second]
+            weights = lam * self.weights[first] + (1 - lam) * self.weights[second]
+            return images, labels.astype(np.float32), weights
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(x))
+
+    return Batches()
+
+
 def fit_feature_gate(classifier: Any, x_fit: np.ndarray, val_embeddings: np.ndarray) -> FeatureGate:
     """The input gate from ~2000 evenly spaced training images and all validation images."""
     fit_embeddings = classifier.raw_outputs(x_fit[:: max(1, len(x_fit) // 2000)])[1]
@@ -187,11 +219,17 @@ def train(
     ]
     _emit(on_event, "stage", message="Training")
     try:
-        history = model.fit(
-            x_fit, y_fit.astype(np.float32), validation_data=(x_val, y_val.astype(np.float32)),
-            epochs=config.epochs, batch_size=config.batch_size, class_weight=weights_by_class,
-            callbacks=callbacks, verbose=0, shuffle=True,
-        )  # fmt: skip
+        validation = (x_val, y_val.astype(np.float32))
+        if config.mixup > 0:
+            batches = mixup_batches(x_fit, y_fit, weights_by_class, config.batch_size, config.mixup, config.seed)
+            history = model.fit(
+                batches, validation_data=validation, epochs=config.epochs, callbacks=callbacks, verbose=0
+            )
+        else:
+            history = model.fit(
+                x_fit, y_fit.astype(np.float32), validation_data=validation, epochs=config.epochs,
+                batch_size=config.batch_size, class_weight=weights_by_class, callbacks=callbacks, verbose=0, shuffle=True,
+            )  # fmt: skip
     finally:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     if progress.cancelled:

@@ -36,3 +36,20 @@ def test_cancel_stops_and_writes_nothing(data_root: Path, tmp_path: Path) -> Non
     with pytest.raises(TrainingCancelled):
         train(data_root, TINY, tmp_path / "cancelled", should_stop=lambda: True)
     assert not (tmp_path / "cancelled").exists()
+
+
+def test_mixup_batches_blend_images_labels_and_weights() -> None:
+    import numpy as np
+
+    from pneumo_core.training import mixup_batches
+
+    x = np.stack([np.zeros((8, 8, 1)), np.full((8, 8, 1), 200.0)] * 8).astype(np.float32)
+    y = np.array([0, 1] * 8)
+    batches = mixup_batches(x, y, {0: 2.0, 1: 0.5}, batch_size=4, alpha=0.4, seed=0)
+    assert len(batches) == 4
+    images, labels, weights = batches[0]
+    assert images.shape == (4, 8, 8, 1) and labels.shape == (4,) and weights.shape == (4,)
+    # every mixed image is the same blend of its two sources as its label and its weight
+    share_of_class_1 = images[:, 0, 0, 0] / 200.0
+    assert np.allclose(labels, share_of_class_1, atol=1e-5)
+    assert np.allclose(weights, 2.0 - 1.5 * share_of_class_1, atol=1e-5)
