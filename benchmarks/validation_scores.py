@@ -27,7 +27,7 @@ def main() -> None:
 
     from pneumo_core import Classifier
     from pneumo_core.contract import TrainingConfig
-    from pneumo_core.data import grouped_split, list_split, load_arrays, subsample
+    from pneumo_core.data import load_arrays, training_split
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="*", default=[None])
@@ -38,9 +38,7 @@ def main() -> None:
     for name in args.model:
         clf = Classifier.load(name)
         config = TrainingConfig.from_dict(clf.metadata["training_config"])
-        _, val = grouped_split(list_split(Path(args.data), "train"), config.validation_fraction, config.seed)
-        if config.train_subset:
-            val = subsample(val, max(64, config.train_subset // 4), config.seed)
+        _, val = training_split(Path(args.data), config)
         x, y = load_arrays(val, clf.contract)
         p = np.clip(clf.probabilities(x), 1e-7, 1 - 1e-7)
         print(

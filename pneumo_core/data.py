@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .contract import CLASS_NAMES, ModelContract
+from .contract import CLASS_NAMES, ModelContract, TrainingConfig
 from .imaging import IMAGE_SUFFIXES, load_for_model
 
 DEFAULT_DATA_DIR = Path("data/chest_xray")
@@ -80,6 +80,16 @@ def grouped_split(
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     train_idx, val_idx = next(splitter.split(np.zeros(len(samples)), labels, groups))
     return [samples[i] for i in train_idx], [samples[i] for i in val_idx]
+
+
+def training_split(root: Path, config: TrainingConfig) -> tuple[list[Sample], list[Sample]]:
+    """The (fit, validation) samples a training configuration uses: the patient-grouped split of
+    ``root/train``, then the stratified subsets when ``config.train_subset`` is set."""
+    fit, val = grouped_split(list_split(root, "train"), config.validation_fraction, config.seed)
+    if config.train_subset:
+        fit = subsample(fit, config.train_subset, config.seed)
+        val = subsample(val, max(64, config.train_subset // 4), config.seed)
+    return fit, val
 
 
 def subsample(samples: Sequence[Sample], n: int, seed: int) -> list[Sample]:

@@ -21,7 +21,7 @@ import numpy as np
 from . import registry
 from .card import model_card
 from .contract import ModelContract, TrainingConfig
-from .data import class_weights, grouped_split, list_split, load_arrays, subsample, summarize
+from .data import class_weights, list_split, load_arrays, summarize, training_split
 from .evaluation import choose_threshold, evaluate, fit_temperature, sigmoid, summary
 from .gate import GATE_FILE, FeatureGate
 
@@ -147,10 +147,7 @@ def refit_gate(model_dir: Path, data_dir: Path, feature_layer_names: tuple[str, 
     contract = ModelContract.from_dict({**metadata["contract"], "feature_layers": list(feature_layer_names)})
     loaded = Classifier.load(model_dir)
     classifier = Classifier(loaded.model, contract, metadata, Path(model_dir), None)
-    fit_samples, val_samples = grouped_split(list_split(data_dir, "train"), config.validation_fraction, config.seed)
-    if config.train_subset:
-        fit_samples = subsample(fit_samples, config.train_subset, config.seed)
-        val_samples = subsample(val_samples, max(64, config.train_subset // 4), config.seed)
+    fit_samples, val_samples = training_split(data_dir, config)
     x_fit, _ = load_arrays(fit_samples, contract)
     x_val, _ = load_arrays(val_samples, contract)
     gate = fit_feature_gate(classifier, x_fit, classifier.raw_outputs(x_val)[1])
@@ -183,11 +180,7 @@ def train(
     contract = ModelContract(input_size=config.image_size, feature_layers=feature_layers(config.arch))
 
     _emit(on_event, "stage", message="Listing images")
-    train_all = list_split(data_dir, "train")
-    fit_samples, val_samples = grouped_split(train_all, config.validation_fraction, config.seed)
-    if config.train_subset:
-        fit_samples = subsample(fit_samples, config.train_subset, config.seed)
-        val_samples = subsample(val_samples, max(64, config.train_subset // 4), config.seed)
+    fit_samples, val_samples = training_split(data_dir, config)
     test_dir = Path(data_dir) / "test"
     test_samples = list_split(data_dir, "test") if test_dir.is_dir() else []
 

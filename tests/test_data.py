@@ -74,3 +74,14 @@ def test_data_dir_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_layout_is_explained(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="NORMAL"):
         list_split(tmp_path, "train")
+
+
+def test_training_split_follows_the_config(data_root: Path) -> None:
+    from pneumo_core.contract import TrainingConfig
+    from pneumo_core.data import training_split
+
+    full_fit, full_val = training_split(data_root, TrainingConfig())
+    assert (full_fit, full_val) == grouped_split(list_split(data_root, "train"), 0.15, TrainingConfig().seed)
+    fit, val = training_split(data_root, TrainingConfig(train_subset=200))
+    assert 190 <= len(fit) <= 210 and 60 <= len(val) <= 70
+    assert {s.patient_id for s in fit}.isdisjoint({s.patient_id for s in val})
