@@ -38,9 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--acquisition-augment", action="store_true", help="also blur, sharpen and add noise")
     parser.add_argument("--mixup", type=float, help="mixup Beta(alpha, alpha); 0 = off")
+    parser.add_argument("--patience", type=int, dest="early_stopping_patience", help="early-stopping patience (epochs)")
     parser.add_argument("--train-subset", type=int, help="train on a stratified subset of N images")
     parser.add_argument(
-        "--target-sensitivity", type=float, help="threshold for this validation sensitivity instead of Youden's J"
+        "--target-sensitivity",
+        type=float,
+        help="operating threshold: the highest with this validation sensitivity (default 0.97; 0: Youden's J)",
     )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--distribute", choices=["auto", "none", "mirrored"], default="auto")
@@ -56,9 +59,12 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
     overrides = {
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "image_size": args.image_size, "arch": args.arch, "width": args.width,
-        "train_subset": args.train_subset, "mixup": args.mixup, "target_sensitivity": args.target_sensitivity, "seed": args.seed,
+        "train_subset": args.train_subset, "mixup": args.mixup,
+        "early_stopping_patience": args.early_stopping_patience, "target_sensitivity": args.target_sensitivity, "seed": args.seed,
     }  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if args.target_sensitivity == 0:
+        values["target_sensitivity"] = None
     if args.no_augment:
         values["augment"] = False
     if args.acquisition_augment:

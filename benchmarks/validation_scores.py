@@ -6,7 +6,9 @@
 (the split of the first model; all must share it).
 
 Used to compare models by a proper scoring rule (calibrated validation log-loss) when choosing
-the default, including models saved before log-loss was part of the stored report.
+the default. Every model after the first is also compared with the first, image by image: the mean
+difference in log-loss with a 95% paired-bootstrap interval. The rule for replacing the default
+(the first model) is that this interval lies entirely below zero.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def paired_interval(differences: np.ndarray, n_resamples: int = 5000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of per-image differences."""
+    rng = np.random.default_rng(seed)
+    means = [differences[rng.integers(0, differences.size, differences.size)].mean() for _ in range(n_resamples)]
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
 def main() -> None:
     from sklearn.metrics import log_loss, roc_auc_score
 
@@ -34,7 +43,7 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", "../shared/data/chest_xray"))
     parser.add_argument("--ensemble", action="store_true")
     args = parser.parse_args()
-    ensemble_logits, y_first = [], None
+    ensemble_logits, y_first, losses_first = [], None, None
     for name in args.model:
         clf = Classifier.load(name)
         config = TrainingConfig.from_dict(clf.metadata["training_config"])
@@ -44,6 +53,15 @@ def main() -> None:
         print(
             f"{clf.name}: validation n={len(y)} calibrated log-loss {log_loss(y, p):.4f} AUC {roc_auc_score(y, p):.4f}"
         )
+        losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        if losses_first is None:
+            losses_first, first_name = losses, clf.name
+        elif losses.shape == losses_first.shape:
+            low, high = paired_interval(losses - losses_first)
+            print(
+                f"  vs {first_name}: log-loss difference {np.mean(losses - losses_first):+.4f} "
+                f"(95% paired bootstrap {low:+.4f} to {high:+.4f})"
+            )
         if args.ensemble:
             if y_first is not None and not np.array_equal(y, y_first):
                 raise SystemExit("--ensemble needs models that share one validation split")

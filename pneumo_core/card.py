@@ -52,7 +52,21 @@ def _augmentation(config: dict[str, Any]) -> str:
     if not config["augment"]:
         return "off"
     extra = ", blur, sharpening, noise" if config.get("acquisition_augment") else ""
-    return f"on (rotation, zoom, shift, contrast, brightness{extra}; no flips)"
+    mixup = f", mixup alpha {config['mixup']}" if config.get("mixup") else ""
+    return f"on (rotation, zoom, shift, contrast, brightness{extra}; no flips{mixup})"
+
+
+def _calibration_lines(contract: dict[str, Any], calibration: dict[str, Any] | None) -> list[str]:
+    scale = contract.get("frame_scale", 1.0)
+    lines = [f"- Calibration: temperature {contract['temperature']:.3f} fitted on validation (log-loss)."]
+    if calibration:
+        scores = ", ".join(f"{k}: {v:.4f}" for k, v in calibration["log_loss_by_frame_scale"].items())
+        lines.append(
+            f"- Framing: the normalized image is shrunk to {100 * scale:.0f}% of the input, centred in a black "
+            "frame. Training augmentation (zoom and shift, black fill) shows the model such frames, so the "
+            f"scale was chosen on validation by calibrated log-loss ({scores})."
+        )
+    return lines
 
 
 def _gate_lines(gate: dict[str, Any] | None) -> list[str]:
@@ -130,7 +144,7 @@ def model_card(metadata: dict[str, Any]) -> str:
         f"{config['early_stopping_patience']}), label smoothing {config['label_smoothing']}, class weights "
         f"{ {k: round(v, 3) for k, v in data['class_weights'].items()} }, augmentation "
         f"{_augmentation(config)}, seed {config['seed']}.",
-        f"- Calibration: temperature {contract['temperature']:.3f} fitted on validation (log-loss).",
+        *_calibration_lines(contract, metadata.get("calibration")),
         f"- Operating threshold: {contract['operating_threshold']:.3f}, chosen by {metadata['threshold_method']}. "
         f"Probabilities within {contract['borderline_margin']:.2f} of it are shown as 'borderline: review'.",
         *_gate_lines(metadata.get("feature_gate")),

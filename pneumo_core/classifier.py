@@ -13,6 +13,7 @@ import numpy as np
 from . import registry
 from .contract import ModelContract
 from .errors import InputError, ModelLoadError
+from .evaluation import sigmoid
 from .gate import GATE_FILE, FeatureGate, check_header_and_statistics
 from .imaging import DecodedImage, ImageSource, decode, to_model_input
 
@@ -109,7 +110,7 @@ class Classifier:
     def _prediction(self, logit: float, embedding: np.ndarray, decoded: DecodedImage) -> Prediction:
         if self.feature_gate is not None:
             self.feature_gate.check(embedding)
-        probability = float(1.0 / (1.0 + np.exp(-logit / self.contract.temperature)))
+        probability = float(sigmoid(logit, self.contract.temperature))
         return Prediction(
             probability_pneumonia=probability,
             label=self.contract.label_for(probability),
@@ -135,7 +136,9 @@ class Classifier:
         model_input, decoded = self.prepare(image)
         logits, cams, embeddings = self._explainer.explain(model_input[None])
         prediction = self._prediction(float(logits[0]), embeddings[0], decoded)
-        return Analysis(prediction, heatmap(cams[0], decoded.height, decoded.width), decoded.pixels)
+        return Analysis(
+            prediction, heatmap(cams[0], decoded.height, decoded.width, self.contract.frame_scale), decoded.pixels
+        )
 
     def gradcam(self, image: ImageSource | DecodedImage) -> np.ndarray:
         """Grad-CAM for the predicted class: float32 H x W in [0, 1] at the image's resolution."""
@@ -174,7 +177,7 @@ class Classifier:
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for prepared inputs ``(N, S, S, 1)``, without the input gate."""
         logits = self.raw_outputs(model_inputs)[0]
-        return 1.0 / (1.0 + np.exp(-logits / self.contract.temperature))
+        return sigmoid(logits, self.contract.temperature)
 
     def raw_outputs(self, model_inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Uncalibrated logits ``(N,)`` and pooled features ``(N, D)`` for prepared inputs ``(N, S, S, 1)``."""

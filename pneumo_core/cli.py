@@ -113,6 +113,32 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recalibrate(args: argparse.Namespace) -> int:
+    from .data import resolve_data_dir
+    from .training import recalibrate
+
+    data_dir = resolve_data_dir(args.data)
+    if not (data_dir / "train").is_dir():
+        print(f"error: no dataset at {data_dir}; pass --data or set PNEUMO_DATA", file=sys.stderr)
+        return 2
+    from . import registry
+
+    def show(event: dict) -> None:
+        if event["type"] == "stage":
+            print(f"== {event['message']}", flush=True)
+
+    rule = "keep" if args.target_sensitivity is None else (args.target_sensitivity or None)
+    result = recalibrate(registry.resolve(args.model), data_dir, show, target_sensitivity=rule)
+    contract = result.metadata["contract"]
+    validation = result.metadata["validation"]
+    print(
+        f"{result.path.name}: frame scale {contract['frame_scale']:.2f}, temperature {contract['temperature']:.3f}, "
+        f"threshold {contract['operating_threshold']:.3f}; validation log-loss {validation['log_loss']:.4f} "
+        f"AUC {validation['auc']:.4f}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pneumo_core", description="Pneumonia chest X-ray classifier")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -128,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
     models = sub.add_parser("models", help="list registered models (* = default)")
     models.set_defaults(func=cmd_models)
+    recal = sub.add_parser(
+        "recalibrate", help="redo a model's validation calibration (frame scale, temperature, threshold, gate)"
+    )
+    recal.add_argument("model")
+    recal.add_argument("--data", help="dataset root (default: $PNEUMO_DATA or data/chest_xray)")
+    recal.add_argument(
+        "--target-sensitivity", type=float, help="new threshold rule: this validation sensitivity (0: Youden's J)"
+    )
+    recal.set_defaults(func=cmd_recalibrate)
     return parser
 
 

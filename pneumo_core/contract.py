@@ -29,6 +29,10 @@ class ModelContract:
         operating_threshold: calibrated probability at or above which the verdict is the positive
             class; chosen on the validation split, never on test.
         temperature: logit temperature fitted on validation (1.0 = uncalibrated).
+        frame_scale: the normalized image is shrunk by this factor about its centre inside the
+            model's input, black outside (1.0 = fills the input). Training augmentation (zoom and
+            shift with black fill) shows the model framed images, so the scale that serves it best
+            is chosen on validation, with the temperature.
         borderline_margin: probabilities within this distance of the threshold are "borderline".
         gradcam_layer: name of the convolutional layer whose activations Grad-CAM explains.
         feature_layers: layers whose spatially averaged activations form the input gate's features.
@@ -40,6 +44,7 @@ class ModelContract:
     class_names: tuple[str, str] = CLASS_NAMES
     operating_threshold: float = 0.5
     temperature: float = 1.0
+    frame_scale: float = 1.0
     borderline_margin: float = 0.1
     gradcam_layer: str = "gradcam_target"
     feature_layers: tuple[str, ...] = ("pool",)
@@ -55,6 +60,8 @@ class ModelContract:
             raise ValueError(f"operating_threshold must be in (0, 1), got {self.operating_threshold}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not 0.5 <= self.frame_scale <= 1.0:
+            raise ValueError(f"frame_scale must be in [0.5, 1], got {self.frame_scale}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -71,8 +78,15 @@ class ModelContract:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
 
-    def with_calibration(self, *, operating_threshold: float, temperature: float) -> ModelContract:
-        return replace(self, operating_threshold=float(operating_threshold), temperature=float(temperature))
+    def with_calibration(
+        self, *, operating_threshold: float, temperature: float, frame_scale: float | None = None
+    ) -> ModelContract:
+        return replace(
+            self,
+            operating_threshold=float(operating_threshold),
+            temperature=float(temperature),
+            frame_scale=self.frame_scale if frame_scale is None else float(frame_scale),
+        )
 
     def label_for(self, probability_pneumonia: float) -> str:
         return self.class_names[int(probability_pneumonia >= self.operating_threshold)]
@@ -103,7 +117,9 @@ class TrainingConfig:
     validation_fraction: float = 0.15
     train_subset: int | None = None
     early_stopping_patience: int = 4
-    target_sensitivity: float | None = None
+    target_sensitivity: float | None = 0.97
+    """Operating threshold: the highest with at least this validation sensitivity (the clinical
+    priority: a missed pneumonia costs more than a false alarm); ``None``: Youden's J."""
     seed: int = 1337
     extra: dict[str, Any] = field(default_factory=dict)
 

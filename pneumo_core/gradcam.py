@@ -13,6 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .imaging import frame_box
+
 
 class Explainer:
     """Logits, raw Grad-CAM maps and feature embeddings for model inputs ``(N, S, S, 1) float32``.
@@ -63,9 +65,17 @@ class Explainer:
         return logits.numpy(), cams.numpy(), embeddings.numpy()
 
 
-def heatmap(cam: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A raw activation map -> float32 ``(height, width)`` in [0, 1] (all zeros if it is flat)."""
+def heatmap(cam: np.ndarray, height: int, width: int, frame_scale: float = 1.0) -> np.ndarray:
+    """A raw activation map -> float32 ``(height, width)`` in [0, 1] (all zeros if it is flat).
+
+    With ``frame_scale`` < 1 (see ``ModelContract``), only the part of the map that covers the
+    image, not its black frame, is kept, so the heatmap lines up with the image.
+    """
     cam = np.maximum(np.asarray(cam, dtype=np.float32), 0.0)
+    if frame_scale != 1.0:
+        cam = cv2.resize(cam, (cam.shape[1] * 16, cam.shape[0] * 16), interpolation=cv2.INTER_LINEAR)
+        top, bottom, left, right = frame_box(frame_scale, *cam.shape)
+        cam = cam[top:bottom, left:right]
     peak = float(cam.max())
     cam = cam / peak if peak > 0 else np.zeros_like(cam)
     return cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -4,7 +4,8 @@ Data contract:
 - ``decode(source)`` -> ``DecodedImage`` whose ``pixels`` is a 2-D ``uint8`` grayscale array
   (H x W, 0 = black) at the file's resolution, or reduced by an integer factor for very large JPEGs.
 - ``to_model_input(pixels, contract)`` -> ``float32`` array (S x S) in [0, 255], S the contract's
-  ``input_size``. The same function serves training, the CLI and the app.
+  ``input_size``: ``frame(normalized(pixels, contract), contract.frame_scale)``. The same function
+  serves training, the CLI and the app.
 
 Every failure on bad input is an ``InputError`` with a specific message.
 """
@@ -318,7 +319,12 @@ def dicom_facts(dataset: Any) -> dict[str, Any]:
 
 
 def to_model_input(pixels: np.ndarray, contract: ModelContract) -> np.ndarray:
-    """Grayscale uint8 (H x W) -> float32 (S x S) in [0, 255], the model's input.
+    """Grayscale uint8 (H x W) -> float32 (S x S) in [0, 255], the model's input."""
+    return frame(normalized(pixels, contract), contract.frame_scale)
+
+
+def normalized(pixels: np.ndarray, contract: ModelContract) -> np.ndarray:
+    """Grayscale uint8 (H x W) -> float32 (S x S): resized and intensity-normalized, not framed.
 
     Resizes without keeping the aspect ratio using Pillow's antialiased bicubic filter, exactly how
     the Kaggle 224 px copies were made, so full-size uploads look to the model like its training
@@ -332,6 +338,29 @@ def to_model_input(pixels: np.ndarray, contract: ModelContract) -> np.ndarray:
     if contract.normalization == "equalize_hist":
         pixels = cv2.equalizeHist(pixels)
     return pixels.astype(np.float32)
+
+
+def frame(image: np.ndarray, scale: float) -> np.ndarray:
+    """Shrink a square (S x S) or (S x S x 1) image by ``scale`` about its centre, black outside.
+
+    The same bilinear zoom with zero fill that the training augmentation applies (``RandomZoom``).
+    """
+    if scale == 1.0:
+        return image
+    size = image.shape[0]
+    centre = (size - 1) / 2
+    matrix = np.array([[scale, 0, centre * (1 - scale)], [0, scale, centre * (1 - scale)]], dtype=np.float64)
+    out = cv2.warpAffine(
+        np.ascontiguousarray(image[..., 0] if image.ndim == 3 else image), matrix, (size, size),
+        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )  # fmt: skip
+    return out[..., None] if image.ndim == 3 else out
+
+
+def frame_box(scale: float, height: int, width: int) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` of the image inside an (height x width) map of the framed input."""
+    dy, dx = (1 - scale) / 2 * height, (1 - scale) / 2 * width
+    return round(dy), round(height - dy), round(dx), round(width - dx)
 
 
 def load_for_model(source: ImageSource, contract: ModelContract) -> tuple[np.ndarray, DecodedImage]:

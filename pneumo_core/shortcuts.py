@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from .classifier import Classifier
 from .errors import InputError
-from .imaging import decode, to_model_input
+from .imaging import decode, frame, normalized
 
 BORDER_FRACTION = 0.12
 """Width of the border band on each side, as a fraction of the image side."""
@@ -44,10 +44,11 @@ def shortcut_check(classifier: Classifier, paths: Sequence[Path], labels: Sequen
         total = float(cam.sum())
         mask = border_mask(*cam.shape)
         border_shares.append(float(cam[mask].sum()) / total if total > 0 else 0.0)
-        # Mask the model input (after normalization, so the centre is unchanged), and ask the model
-        # itself: the input gate would (rightly) refuse some masked images.
-        model_input = to_model_input(decoded.pixels, classifier.contract)
+        # Mask the image's border band after normalization (so the centre is unchanged) and before
+        # framing, and ask the model itself: the input gate would (rightly) refuse some masked images.
+        model_input = normalized(decoded.pixels, classifier.contract)
         model_input[border_mask(*model_input.shape)] = 0.0
+        model_input = frame(model_input, classifier.contract.frame_scale)
         masked.append(float(classifier.probabilities(model_input[None, :, :, None])[0]))
         plain.append(analysis.prediction.probability_pneumonia)
         kept_labels.append(label)

@@ -49,6 +49,12 @@ def test_gradcam_function_and_heatmap_normalisation(tiny_classifier: Classifier)
     assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1
     assert heatmap(np.zeros((4, 4)), 8, 8).max() == 0.0
     assert heatmap(np.array([[0, 2], [0, 0]]), 2, 2).max() == pytest.approx(1.0)
+    # with a framed input, only the part of the map over the image (not the black frame) is kept
+    cam = np.zeros((10, 10), np.float32)
+    cam[0, :] = 5.0  # activation on the frame only
+    cam[5, 5] = 1.0
+    framed = heatmap(cam, 100, 100, frame_scale=0.6)
+    assert framed.max() == pytest.approx(1.0) and framed[:10].max() < 0.2
 
 
 def test_bad_input_in_batch_rejects_only_that_file(

@@ -11,7 +11,8 @@ from PIL import Image
 
 def test_full_size_and_kaggle_style_copy_agree(shipped_classifier, data_root: Path) -> None:
     """The Kaggle copies were made with Pillow's default resize and re-saved as JPEG; an original
-    and such a copy of it must get (nearly) the same probability and the same verdict."""
+    and such a copy of it must get (nearly) the same probability and the same verdict (or, right at
+    the threshold, both the 'borderline: review' flag)."""
     originals = sorted((data_root / "val").rglob("*.jpeg"))
     assert len(originals) == 16
     differences, same_label = [], []
@@ -21,6 +22,6 @@ def test_full_size_and_kaggle_style_copy_agree(shipped_classifier, data_root: Pa
         full = shipped_classifier.predict(path)
         copy = shipped_classifier.predict(buffer.getvalue())
         differences.append(abs(full.probability_pneumonia - copy.probability_pneumonia))
-        same_label.append(full.label == copy.label)
+        same_label.append(full.label == copy.label or full.band == copy.band == "borderline: review")
     assert np.mean(differences) < 0.03 and max(differences) < 0.1, differences
     assert all(same_label)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from pneumo_core.contract import ModelContract
 from pneumo_core.errors import InputError
-from pneumo_core.imaging import MAX_FILE_BYTES, decode, overlay, sniff_format, to_model_input
+from pneumo_core.imaging import MAX_FILE_BYTES, decode, frame, frame_box, overlay, sniff_format, to_model_input
 
 CONTRACT = ModelContract(input_size=224)
 
@@ -290,3 +290,23 @@ _FUZZ_SEEDS = {
     "png": encode(_gradient, "PNG"),
     "dicom": make_dicom(_gradient.astype(np.uint16) * 16),
 }
+
+
+def test_frame_shrinks_the_image_about_its_centre_inside_a_black_border() -> None:
+    image = np.full((100, 100), 200.0, dtype=np.float32)
+    assert frame(image, 1.0) is image
+    framed = frame(image, 0.8)
+    assert framed.shape == (100, 100)
+    top, bottom, left, right = frame_box(0.8, 100, 100)
+    assert (top, bottom, left, right) == (10, 90, 10, 90)
+    assert framed[:8].max() == 0 and framed[:, 92:].max() == 0  # black frame
+    assert np.allclose(framed[12:88, 12:88], 200.0)  # the image, shrunk, inside it
+    assert frame(image[:, :, None], 0.8).shape == (100, 100, 1)
+
+
+def test_model_input_is_framed_as_the_contract_says(radiograph: np.ndarray) -> None:
+    plain = to_model_input(radiograph, CONTRACT)
+    framed = to_model_input(radiograph, ModelContract(input_size=224, frame_scale=0.9))
+    assert np.array_equal(framed, frame(plain, 0.9))
+    with pytest.raises(ValueError, match="frame_scale"):
+        ModelContract(frame_scale=0.2)

@@ -9,7 +9,7 @@ import pytest
 
 from pneumo_core import Classifier
 from pneumo_core.contract import TrainingConfig
-from pneumo_core.training import TrainingCancelled, train
+from pneumo_core.training import FRAME_SCALES, TrainingCancelled, recalibrate, train
 
 TINY = TrainingConfig(epochs=1, train_subset=80, image_size=64, width=8, batch_size=16)
 
@@ -30,6 +30,15 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
     assert "Test" in (folder / "MODEL_CARD.md").read_text()
     classifier = Classifier.load(folder)
     assert classifier.contract.operating_threshold == metadata["contract"]["operating_threshold"]
+    # the frame scale is the candidate with the lowest validation log-loss
+    scores = metadata["calibration"]["log_loss_by_frame_scale"]
+    assert len(scores) == len(FRAME_SCALES)
+    assert f"{classifier.contract.frame_scale:.2f}" == min(scores, key=scores.get)
+
+    # recalibrating the same network on the same split reproduces the calibration and keeps the run record
+    again = recalibrate(folder, data_root).metadata
+    assert again["contract"] == metadata["contract"]
+    assert again["history"] == metadata["history"] and again["training_seconds"] == metadata["training_seconds"]
 
 
 def test_cancel_stops_and_writes_nothing(data_root: Path, tmp_path: Path) -> None:
@@ -41,15 +50,22 @@ def test_cancel_stops_and_writes_nothing(data_root: Path, tmp_path: Path) -> Non
 def test_mixup_batches_blend_images_labels_and_weights() -> None:
     import numpy as np
 
-    from pneumo_core.training import mixup_batches
+    from pneumo_core.training import mixup_batch, mixup_dataset
 
     x = np.stack([np.zeros((8, 8, 1)), np.full((8, 8, 1), 200.0)] * 8).astype(np.float32)
     y = np.array([0, 1] * 8)
-    batches = mixup_batches(x, y, {0: 2.0, 1: 0.5}, batch_size=4, alpha=0.4, seed=0)
-    assert len(batches) == 4
-    images, labels, weights = batches[0]
-    assert images.shape == (4, 8, 8, 1) and labels.shape == (4,) and weights.shape == (4,)
+    weights = np.where(y == 1, 0.5, 2.0).astype(np.float32)
+    images, labels, mixed_weights = mixup_batch(x, y.astype(np.float32), weights, 4, 0.4, seed=0, step=0)
+    assert images.shape == (4, 8, 8, 1) and labels.shape == (4,) and mixed_weights.shape == (4,)
     # every mixed image is the same blend of its two sources as its label and its weight
     share_of_class_1 = images[:, 0, 0, 0] / 200.0
     assert np.allclose(labels, share_of_class_1, atol=1e-5)
-    assert np.allclose(weights, 2.0 - 1.5 * share_of_class_1, atol=1e-5)
+    assert np.allclose(mixed_weights, 2.0 - 1.5 * share_of_class_1, atol=1e-5)
+    # the tf.data pipeline yields exactly these batches, in order, for every epoch
+    dataset, steps = mixup_dataset(x, y, {0: 2.0, 1: 0.5}, batch_size=4, alpha=0.4, seed=0, epochs=2)
+    batches = list(dataset.as_numpy_iterator())
+    assert steps == 4 and len(batches) == 8
+    assert np.array_equal(batches[0][0], images)
+    later = mixup_batch(x, y.astype(np.float32), weights, 4, 0.4, seed=0, step=5)
+    assert np.array_equal(batches[5][1], later[1])
+    assert not np.array_equal(batches[1][0], batches[5][0])  # epoch 2 is reshuffled
