@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--acquisition-augment", action="store_true", help="also blur, sharpen and add noise")
     parser.add_argument("--mixup", type=float, help="mixup Beta(alpha, alpha); 0 = off")
+    parser.add_argument(
+        "--border-erase", type=float, help="probability of blacking out an image's border bands in training"
+    )
     parser.add_argument("--patience", type=int, dest="early_stopping_patience", help="early-stopping patience (epochs)")
     parser.add_argument("--train-subset", type=int, help="train on a stratified subset of N images")
     parser.add_argument(
@@ -59,7 +62,7 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
     overrides = {
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "image_size": args.image_size, "arch": args.arch, "width": args.width,
-        "train_subset": args.train_subset, "mixup": args.mixup,
+        "train_subset": args.train_subset, "mixup": args.mixup, "border_erase": args.border_erase,
         "early_stopping_patience": args.early_stopping_patience, "target_sensitivity": args.target_sensitivity, "seed": args.seed,
     }  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})

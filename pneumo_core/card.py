@@ -53,7 +53,10 @@ def _augmentation(config: dict[str, Any]) -> str:
         return "off"
     extra = ", blur, sharpening, noise" if config.get("acquisition_augment") else ""
     mixup = f", mixup alpha {config['mixup']}" if config.get("mixup") else ""
-    return f"on (rotation, zoom, shift, contrast, brightness{extra}; no flips{mixup})"
+    erase = (
+        f", border bands blacked out in {config['border_erase']:.0%} of images" if config.get("border_erase") else ""
+    )
+    return f"on (rotation, zoom, shift, contrast, brightness{extra}; no flips{mixup}{erase})"
 
 
 def _calibration_lines(contract: dict[str, Any], calibration: dict[str, Any] | None) -> list[str]:

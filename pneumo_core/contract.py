@@ -114,6 +114,7 @@ class TrainingConfig:
     augment: bool = True
     acquisition_augment: bool = False
     mixup: float = 0.0
+    border_erase: float = 0.0
     validation_fraction: float = 0.15
     train_subset: int | None = None
     early_stopping_patience: int = 4

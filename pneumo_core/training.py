@@ -99,32 +99,58 @@ def _strategy(distribute: str):
     return tf.distribute.get_strategy()
 
 
-def mixup_batch(
-    x: np.ndarray, y: np.ndarray, weights: np.ndarray, batch_size: int, alpha: float, seed: int, step: int
+def training_batch(
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    batch_size: int,
+    seed: int,
+    step: int,
+    *,
+    mixup: float = 0.0,
+    border_erase: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Training batch number ``step`` (counted across epochs) of mixup pairs (Zhang et al. 2018).
+    """Training batch number ``step`` (counted across epochs): images, labels, sample weights.
 
-    Images and labels are blended with lambda ~ Beta(alpha, alpha); the per-sample ``weights``
-    (class weights) blend the same way. Each epoch is a fresh permutation; everything is drawn from
-    generators seeded by (seed, epoch, batch), so batches do not depend on the order they are built in.
+    Each epoch is a fresh permutation; everything is drawn from generators seeded by
+    (seed, epoch, batch), so batches do not depend on the order they are built in.
+
+    - ``mixup`` > 0: pairs blended with lambda ~ Beta(mixup, mixup) (Zhang et al. 2018); labels and
+      the per-sample ``weights`` (class weights) blend the same way.
+    - ``border_erase`` > 0: with this probability per image, each side's border band is blacked out
+      to a random depth of up to 12% of the side, where burned-in text and markers sit, so the
+      model cannot lean on them.
     """
     steps = int(np.ceil(len(x) / batch_size))
     epoch, index = divmod(int(step), steps)
     order = np.random.default_rng([seed, epoch]).permutation(len(x))
     rng = np.random.default_rng([seed, epoch, index])
     first = order[index * batch_size : (index + 1) * batch_size]
-    second = rng.permutation(first)
-    lam = rng.beta(alpha, alpha, size=len(first)).astype(np.float32)
-    images = lam[:, None, None, None] * x[first] + (1 - lam[:, None, None, None]) * x[second]
-    labels = lam * y[first] + (1 - lam) * y[second]
-    blended = lam * weights[first] + (1 - lam) * weights[second]
+    images, labels, blended = x[first].copy(), y[first].astype(np.float32), weights[first].copy()
+    if mixup > 0:
+        second = rng.permutation(first)
+        lam = rng.beta(mixup, mixup, size=len(first)).astype(np.float32)
+        images = lam[:, None, None, None] * images + (1 - lam[:, None, None, None]) * x[second]
+        labels = lam * labels + (1 - lam) * y[second]
+        blended = lam * blended + (1 - lam) * weights[second]
+    if border_erase > 0:
+        size = images.shape[1]
+        depths = rng.integers(0, round(0.12 * size) + 1, size=(len(first), 4))
+        for image, erase, (top, bottom, left, right) in zip(
+            images, rng.random(len(first)) < border_erase, depths, strict=True
+        ):
+            if erase:
+                image[:top], image[size - bottom :], image[:, :left], image[:, size - right :] = 0, 0, 0, 0
     return images.astype(np.float32), labels.astype(np.float32), blended.astype(np.float32)
 
 
-def mixup_dataset(
-    x: np.ndarray, y: np.ndarray, class_weight: dict[int, float], batch_size: int, alpha: float, seed: int, epochs: int
+def training_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    class_weight: dict[int, float],
+    config: TrainingConfig,
 ):
-    """``(tf.data.Dataset, steps_per_epoch)`` of ``mixup_batch`` for ``epochs`` epochs.
+    """``(tf.data.Dataset, steps_per_epoch)`` of ``training_batch`` for ``config.epochs`` epochs.
 
     Built on two threads ahead of the model (a Python ``PyDataset`` fed the same batches ~1.7x slower).
     """
@@ -132,17 +158,20 @@ def mixup_dataset(
 
     weights = np.array([class_weight[int(label)] for label in y], dtype=np.float32)
     labels = y.astype(np.float32)
-    steps = int(np.ceil(len(x) / batch_size))
+    steps = int(np.ceil(len(x) / config.batch_size))
     size = x.shape[1:]
 
-    def build(step):
-        images, mixed, blended = tf.numpy_function(
-            lambda s: mixup_batch(x, labels, weights, batch_size, alpha, seed, s),
-            [step], [tf.float32, tf.float32, tf.float32],
+    def make(step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return training_batch(
+            x, labels, weights, config.batch_size, config.seed, int(step),
+            mixup=config.mixup, border_erase=config.border_erase,
         )  # fmt: skip
+
+    def build(step):
+        images, mixed, blended = tf.numpy_function(make, [step], [tf.float32, tf.float32, tf.float32])
         return tf.ensure_shape(images, [None, *size]), tf.ensure_shape(mixed, [None]), tf.ensure_shape(blended, [None])
 
-    dataset = tf.data.Dataset.range(steps * epochs).map(build, num_parallel_calls=2, deterministic=True)
+    dataset = tf.data.Dataset.range(steps * config.epochs).map(build, num_parallel_calls=2, deterministic=True)
     return dataset.prefetch(2), steps
 
 
@@ -249,10 +278,8 @@ def train(
     _emit(on_event, "stage", message="Training")
     try:
         validation = (x_val, y_val.astype(np.float32))
-        if config.mixup > 0:
-            batches, steps = mixup_dataset(
-                x_fit, y_fit, weights_by_class, config.batch_size, config.mixup, config.seed, config.epochs
-            )
+        if config.mixup > 0 or config.border_erase > 0:
+            batches, steps = training_dataset(x_fit, y_fit, weights_by_class, config)
             history = model.fit(
                 batches, validation_data=validation, epochs=config.epochs, steps_per_epoch=steps,
                 callbacks=callbacks, verbose=0,

@@ -47,25 +47,34 @@ def test_cancel_stops_and_writes_nothing(data_root: Path, tmp_path: Path) -> Non
     assert not (tmp_path / "cancelled").exists()
 
 
-def test_mixup_batches_blend_images_labels_and_weights() -> None:
+def test_training_batches_mixup_and_border_erase() -> None:
     import numpy as np
 
-    from pneumo_core.training import mixup_batch, mixup_dataset
+    from pneumo_core.training import training_batch, training_dataset
 
-    x = np.stack([np.zeros((8, 8, 1)), np.full((8, 8, 1), 200.0)] * 8).astype(np.float32)
+    x = np.stack([np.zeros((50, 50, 1)), np.full((50, 50, 1), 200.0)] * 8).astype(np.float32)
     y = np.array([0, 1] * 8)
     weights = np.where(y == 1, 0.5, 2.0).astype(np.float32)
-    images, labels, mixed_weights = mixup_batch(x, y.astype(np.float32), weights, 4, 0.4, seed=0, step=0)
-    assert images.shape == (4, 8, 8, 1) and labels.shape == (4,) and mixed_weights.shape == (4,)
+    labels = y.astype(np.float32)
+    images, mixed, mixed_weights = training_batch(x, labels, weights, 4, seed=0, step=0, mixup=0.4)
+    assert images.shape == (4, 50, 50, 1) and mixed.shape == (4,) and mixed_weights.shape == (4,)
     # every mixed image is the same blend of its two sources as its label and its weight
-    share_of_class_1 = images[:, 0, 0, 0] / 200.0
-    assert np.allclose(labels, share_of_class_1, atol=1e-5)
+    share_of_class_1 = images[:, 25, 25, 0] / 200.0
+    assert np.allclose(mixed, share_of_class_1, atol=1e-5)
     assert np.allclose(mixed_weights, 2.0 - 1.5 * share_of_class_1, atol=1e-5)
     # the tf.data pipeline yields exactly these batches, in order, for every epoch
-    dataset, steps = mixup_dataset(x, y, {0: 2.0, 1: 0.5}, batch_size=4, alpha=0.4, seed=0, epochs=2)
+    config = TrainingConfig(batch_size=4, seed=0, epochs=2, mixup=0.4)
+    dataset, steps = training_dataset(x, y, {0: 2.0, 1: 0.5}, config)
     batches = list(dataset.as_numpy_iterator())
     assert steps == 4 and len(batches) == 8
     assert np.array_equal(batches[0][0], images)
-    later = mixup_batch(x, y.astype(np.float32), weights, 4, 0.4, seed=0, step=5)
+    later = training_batch(x, labels, weights, 4, seed=0, step=5, mixup=0.4)
     assert np.array_equal(batches[5][1], later[1])
     assert not np.array_equal(batches[1][0], batches[5][0])  # epoch 2 is reshuffled
+
+    # border erase: only border bands (at most 12% deep) go black; the centre and the labels stay
+    bright = np.full((16, 50, 50, 1), 200.0, np.float32)
+    erased, erased_labels, _ = training_batch(bright, labels, weights, 16, seed=1, step=0, border_erase=1.0)
+    assert np.all(erased[:, 6:44, 6:44] == 200.0) and (erased == 0).any()
+    assert set(np.unique(erased)) <= {0.0, 200.0} and np.isin(erased_labels, [0.0, 1.0]).all()
+    assert np.array_equal(training_batch(bright, labels, weights, 16, seed=1, step=0)[0], bright)
