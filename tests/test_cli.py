@@ -99,3 +99,9 @@ def test_shipped_model_metadata_is_complete() -> None:
     assert metadata["validation"]["n"] > 500
     assert len(registry.read_predictions(folder)) == 624
     assert (folder / "MODEL_CARD.md").exists() and (folder / "gate.npz").exists()
+
+
+def test_recalibrate_without_a_dataset_is_a_clear_error(tmp_path: Path) -> None:
+    result = cli("recalibrate", "pneumonia-cnn-v1", "--data", str(tmp_path / "nowhere"))
+    assert result.returncode == 2
+    assert "no dataset at" in result.stderr and "Traceback" not in result.stderr
