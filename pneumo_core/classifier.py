@@ -50,7 +50,11 @@ class Classifier:
         self.path = path
         self.name = path.name
         self.feature_gate = gate
-        self._explainer = Explainer(model, contract.gradcam_layer, contract.feature_layers)
+        threshold = contract.operating_threshold
+        decision_logit = contract.temperature * float(np.log(threshold / (1 - threshold)))
+        self._explainer = Explainer(
+            model, contract.gradcam_layer, contract.feature_layers, contract.frame_scale, decision_logit
+        )
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None) -> Classifier:

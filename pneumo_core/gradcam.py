@@ -19,10 +19,21 @@ from .imaging import frame_box
 class Explainer:
     """Logits, raw Grad-CAM maps and feature embeddings for model inputs ``(N, S, S, 1) float32``.
 
-    The embedding concatenates the spatial means of ``feature_layers`` (the input gate's evidence).
+    The embedding concatenates the spatial means of ``feature_layers`` (the input gate's evidence),
+    taken over the part of each map that covers the image, not its black frame (``frame_scale``).
+    Grad-CAM explains the verdict: pneumonia at or above ``decision_logit``, normal below it.
     """
 
-    def __init__(self, model: keras.Model, layer_name: str, feature_layers: Sequence[str] = ("pool",)) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        layer_name: str,
+        feature_layers: Sequence[str] = ("pool",),
+        frame_scale: float = 1.0,
+        decision_logit: float = 0.0,
+    ) -> None:
+        self._frame_scale = float(frame_scale)
+        self._decision_logit = float(decision_logit)
         target = model.get_layer(layer_name).output
         features = [model.get_layer(name).output for name in feature_layers]
         logit = model.outputs[0]
@@ -34,9 +45,13 @@ class Explainer:
         self._explain = tf.function(self._explain_batch, input_signature=signature, reduce_retracing=True)
         self._predict = tf.function(self._predict_batch, input_signature=signature, reduce_retracing=True)
 
-    @staticmethod
-    def _embed(features: list[tf.Tensor]) -> tf.Tensor:
-        pooled = [tf.reduce_mean(f, axis=(1, 2)) if len(f.shape) == 4 else f for f in features]
+    def _embed(self, features: list[tf.Tensor]) -> tf.Tensor:
+        pooled = []
+        for f in features:
+            if len(f.shape) == 4:
+                top, bottom, left, right = frame_box(self._frame_scale, int(f.shape[1]), int(f.shape[2]))
+                f = tf.reduce_mean(f[:, top:bottom, left:right], axis=(1, 2))
+            pooled.append(f)
         return tf.concat(pooled, axis=-1)
 
     def _predict_batch(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -50,7 +65,7 @@ class Explainer:
         grads = tape.gradient(score, conv)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
         # Explain the predicted class: for a NORMAL verdict the evidence *against* pneumonia.
-        sign = tf.reshape(tf.where(logits[:, 0] >= 0.0, 1.0, -1.0), (-1, 1, 1))
+        sign = tf.reshape(tf.where(logits[:, 0] >= self._decision_logit, 1.0, -1.0), (-1, 1, 1))
         cams = tf.nn.relu(tf.reduce_sum(conv * weights, axis=-1) * sign)
         return logits[:, 0], cams, self._embed(features)
 

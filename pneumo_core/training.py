@@ -209,9 +209,13 @@ def calibrate(
     """
     from sklearn.metrics import log_loss
 
+    from .classifier import Classifier
+
     scores, best = {}, None
     for scale in FRAME_SCALES:
-        logits, embeddings = classifier.raw_outputs(framed(x_val, scale))
+        candidate = classifier.contract.with_calibration(operating_threshold=0.5, temperature=1.0, frame_scale=scale)
+        framed_classifier = Classifier(classifier.model, candidate, {}, classifier.path, None)
+        logits, embeddings = framed_classifier.raw_outputs(framed(x_val, scale))
         temperature = fit_temperature(y_val, logits)
         probabilities = sigmoid(logits, temperature)
         scores[f"{scale:.2f}"] = float(log_loss(y_val, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=[0, 1]))
@@ -334,12 +338,14 @@ def _calibrate_and_save(
 
     Shared by ``train`` and ``recalibrate``; ``run`` holds what the training run recorded.
     """
+    from .classifier import Classifier
+
     config = TrainingConfig.from_dict(run["training_config"])
     (fit_samples, x_fit), (val_samples, x_val, y_val) = fit, val
     _emit(on_event, "stage", message="Calibrating on validation")
     calibration = calibrate(classifier, x_val, y_val, config.target_sensitivity)
     contract = calibration.contract
-    classifier.contract = contract
+    classifier = Classifier(classifier.model, contract, {}, Path(out), None)
     threshold = contract.operating_threshold
     validation_report = evaluate(
         y_val, calibration.val_probabilities, threshold=threshold, n_resamples=300, seed=config.seed
