@@ -8,7 +8,7 @@ from pneumo_core.dashboard import load_test_predictions, metric_table, misclassi
 from pneumo_core.evaluation import threshold_metrics
 
 st.title("Evaluation")
-st.caption("Official test set, scored once by each model when it was trained; nothing was tuned on it.")
+st.caption("Official test set, scored by each model when it was trained (or recalibrated); nothing was tuned on it.")
 names = ui.model_names()
 if not names:
     st.error("No readable model in models/.")

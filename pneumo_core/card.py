@@ -157,12 +157,13 @@ def model_card(metadata: dict[str, Any]) -> str:
         *_report_section(
             "Validation",
             metadata.get("validation"),
-            "Held-out training patients. Optimistic: the threshold and temperature were fitted here.",
+            "Held-out training patients. Optimistic: framing, temperature and threshold were fitted here.",
         ),
         *_report_section(
             "Test",
             metadata.get("test"),
-            "The official 624-image test set, scored once at the frozen threshold. Nothing was tuned on it.",
+            "The official 624-image test set, scored at the frozen threshold after training (or recalibration). "
+            "Nothing was tuned on it.",
         ),
         *_shortcut_section(metadata.get("shortcut_check")),
         "## Reproduce",
