@@ -114,6 +114,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_recalibrate(args: argparse.Namespace) -> int:
+    from . import registry
     from .data import resolve_data_dir
     from .training import recalibrate
 
@@ -121,7 +122,6 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     if not (data_dir / "train").is_dir():
         print(f"error: no dataset at {data_dir}; pass --data or set PNEUMO_DATA", file=sys.stderr)
         return 2
-    from . import registry
 
     def show(event: dict) -> None:
         if event["type"] == "stage":

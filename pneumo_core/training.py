@@ -49,6 +49,11 @@ def _emit(handler: EventHandler | None, kind: str, **payload: Any) -> None:
         handler({"type": kind, "time": time.time(), **payload})
 
 
+def _loading(handler: EventHandler | None, split: str) -> Callable[[int, int], None]:
+    """A ``load_arrays`` progress callback that emits "loading" events for ``split``."""
+    return lambda done, total: _emit(handler, "loading", split=split, done=done, total=total)
+
+
 def _progress_callback(handler: EventHandler | None, should_stop: Callable[[], bool] | None, epochs: int):
     import keras
 
@@ -253,12 +258,9 @@ def train(
     _emit(on_event, "stage", message="Listing images")
     fit_samples, val_samples = training_split(data_dir, config)
 
-    def loading(split: str) -> Callable[[int, int], None]:
-        return lambda done, total: _emit(on_event, "loading", split=split, done=done, total=total)
-
     _emit(on_event, "stage", message=f"Loading {len(fit_samples)} training and {len(val_samples)} validation images")
-    x_fit, y_fit = load_arrays(fit_samples, contract, loading("train"))
-    x_val, y_val = load_arrays(val_samples, contract, loading("validation"))
+    x_fit, y_fit = load_arrays(fit_samples, contract, _loading(on_event, "train"))
+    x_val, y_val = load_arrays(val_samples, contract, _loading(on_event, "validation"))
     weights_by_class = class_weights(y_fit)
 
     strategy = _strategy(distribute)
@@ -356,9 +358,7 @@ def _calibrate_and_save(
     test_report, predictions = None, []
     if test_samples:
         _emit(on_event, "stage", message=f"Reporting on {len(test_samples)} test images")
-        x_test, y_test = load_arrays(
-            test_samples, contract, lambda done, total: _emit(on_event, "loading", split="test", done=done, total=total)
-        )
+        x_test, y_test = load_arrays(test_samples, contract, _loading(on_event, "test"))
         test_prob = classifier.probabilities(x_test)
         test_report = evaluate(y_test, test_prob, threshold=threshold, seed=config.seed)
         predictions = [
@@ -435,8 +435,16 @@ def recalibrate(
     _emit(on_event, "stage", message="Loading training and validation images")
     x_fit, _ = load_arrays(fit_samples, base)
     x_val, y_val = load_arrays(val_samples, base)
-    keep = ("training_config", "parameters", "history", "epochs_run", "training_seconds", "total_seconds", "machine")
-    keep += ("data",)
+    keep = (
+        "training_config",
+        "parameters",
+        "history",
+        "epochs_run",
+        "training_seconds",
+        "total_seconds",
+        "machine",
+        "data",
+    )
     run = {key: metadata[key] for key in keep if key in metadata}
     network = model_dir / registry.MODEL_FILE  # the trained file itself, byte for byte
     return _calibrate_and_save(
