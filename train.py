@@ -118,7 +118,11 @@ def _format(summary: dict | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = build_config(args)
+    try:
+        config = build_config(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     data_dir = resolve_data_dir(args.data)
     if not (data_dir / "train").is_dir():
         print(

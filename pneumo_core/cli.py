@@ -139,6 +139,13 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sensitivity(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a sensitivity in [0, 1] (0: Youden's J)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pneumo_core", description="Pneumonia chest X-ray classifier")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     recal.add_argument("model")
     recal.add_argument("--data", help="dataset root (default: $PNEUMO_DATA or data/chest_xray)")
     recal.add_argument(
-        "--target-sensitivity", type=float, help="new threshold rule: this validation sensitivity (0: Youden's J)"
+        "--target-sensitivity",
+        type=_sensitivity,
+        help="new threshold rule: this validation sensitivity (0: Youden's J)",
     )
     recal.set_defaults(func=cmd_recalibrate)
     return parser

@@ -124,6 +124,22 @@ class TrainingConfig:
     seed: int = 1337
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Reject settings that would only fail after minutes of training."""
+        problems = []
+        if self.epochs < 1 or self.batch_size < 1 or self.early_stopping_patience < 0:
+            problems.append("epochs and batch_size must be >= 1, patience >= 0")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.mixup < 0:
+            problems.append(f"mixup must be >= 0 (0 = off), got {self.mixup}")
+        if not 0 <= self.border_erase <= 1:
+            problems.append(f"border_erase is a probability in [0, 1], got {self.border_erase}")
+        if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
+            problems.append(f"target_sensitivity must be in (0, 1], got {self.target_sensitivity}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -105,3 +105,14 @@ def test_recalibrate_without_a_dataset_is_a_clear_error(tmp_path: Path) -> None:
     result = cli("recalibrate", "pneumonia-cnn-v1", "--data", str(tmp_path / "nowhere"))
     assert result.returncode == 2
     assert "no dataset at" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_training_settings_fail_before_any_training(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "train.py", "--border-erase", "2", "--out", str(tmp_path / "never")],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "border_erase is a probability" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "never").exists()
+    bad_rule = cli("recalibrate", "pneumonia-cnn-v1", "--target-sensitivity", "1.5")
+    assert bad_rule.returncode == 2 and "not a sensitivity" in bad_rule.stderr

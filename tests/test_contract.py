@@ -44,3 +44,13 @@ def test_label_and_band() -> None:
 def test_training_config_round_trip() -> None:
     config = TrainingConfig(epochs=3, train_subset=100)
     assert TrainingConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"epochs": 0}, {"learning_rate": 0.0}, {"mixup": -0.2}, {"border_erase": 1.5}, {"target_sensitivity": 1.2}],
+)
+def test_training_config_rejects_settings_that_would_fail_mid_run(bad: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
+        TrainingConfig(**bad)
+    assert TrainingConfig(target_sensitivity=None).target_sensitivity is None  # Youden's J
