@@ -9,6 +9,10 @@ Used to compare models by a proper scoring rule (calibrated validation log-loss)
 the default. Every model after the first is also compared with the first, image by image: the mean
 difference in log-loss with a 95% paired-bootstrap interval. The rule for replacing the default
 (the first model) is that this interval lies entirely below zero.
+
+For each model it also prints the validation specificity at its operating threshold by source of
+the normal images (file names ``IM-...`` vs ``NORMAL2-IM-...``), a lead on the train/test shift
+that needs no test image.
 """
 
 from __future__ import annotations
@@ -43,6 +47,11 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", "../shared/data/chest_xray"))
     parser.add_argument("--ensemble", action="store_true")
     args = parser.parse_args()
+    for split in ("train", "test"):
+        normals = list((Path(args.data) / split / "NORMAL").glob("*"))
+        if normals:
+            share = np.mean([path.name.upper().startswith("NORMAL2-") for path in normals])
+            print(f"{split}/NORMAL: {len(normals)} images, {share:.1%} NORMAL2- (file names only)")
     ensemble_logits, y_first, losses_first = [], None, None
     for name in args.model:
         clf = Classifier.load(name)
@@ -53,6 +62,16 @@ def main() -> None:
         print(
             f"{clf.name}: validation n={len(y)} calibrated log-loss {log_loss(y, p):.4f} AUC {roc_auc_score(y, p):.4f}"
         )
+        names = np.array([s.path.name.upper() for s in val])
+        for source, normals in (
+            ("IM-", (y == 0) & np.char.startswith(names, "IM-")),
+            ("NORMAL2-", (y == 0) & np.char.startswith(names, "NORMAL2-")),
+        ):
+            if normals.any():
+                specificity = np.mean(p[normals] < clf.contract.operating_threshold)
+                print(
+                    f"  {source} normals: n={normals.sum()} specificity {specificity:.3f} mean p {p[normals].mean():.3f}"
+                )
         losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
         if losses_first is None:
             losses_first, first_name = losses, clf.name
