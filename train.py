@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--border-erase", type=float, help="probability of blacking out an image's border bands in training"
     )
     parser.add_argument("--patience", type=int, dest="early_stopping_patience", help="early-stopping patience (epochs)")
+    parser.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="learning-rate schedule (default plateau)")
+    parser.add_argument("--members", type=int, help="train N networks and merge them into one averaging model")
     parser.add_argument("--train-subset", type=int, help="train on a stratified subset of N images")
     parser.add_argument(
         "--target-sensitivity",
@@ -64,6 +66,7 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
         "image_size": args.image_size, "arch": args.arch, "width": args.width,
         "train_subset": args.train_subset, "mixup": args.mixup, "border_erase": args.border_erase,
         "early_stopping_patience": args.early_stopping_patience, "target_sensitivity": args.target_sensitivity, "seed": args.seed,
+        "lr_schedule": args.lr_schedule, "members": args.members,
     }  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.target_sensitivity == 0:
@@ -92,18 +95,23 @@ class ConsoleProgress:
             self.last_print = time.time()
             eta = f", ETA {event['eta_s'] / 60:.1f} min" if event.get("eta_s") else ""
             print(
-                f"  epoch {event['epoch']}/{event['epochs']} step {event['step']}/{event['steps']} "
+                f"  {_member(event)}epoch {event['epoch']}/{event['epochs']} step {event['step']}/{event['steps']} "
                 f"loss {event['loss']:.4f}{eta}",
                 flush=True,
             )
         elif kind == "epoch_end":
             logs = event["logs"]
             print(
-                f"epoch {event['epoch']}/{event['epochs']} ({event['seconds']:.0f}s): loss {logs.get('loss', 0):.4f} "
+                f"{_member(event)}epoch {event['epoch']}/{event['epochs']} ({event['seconds']:.0f}s): loss {logs.get('loss', 0):.4f} "
                 f"auc {logs.get('auc', 0):.4f} val_loss {logs.get('val_loss', 0):.4f} val_auc {logs.get('val_auc', 0):.4f} "
                 f"lr {logs['learning_rate']:.2e}",
                 flush=True,
             )
+
+
+def _member(event: dict) -> str:
+    members = event.get("members", 1)
+    return f"member {event['member']}/{members} " if members > 1 else ""
 
 
 def _format(summary: dict | None) -> str:

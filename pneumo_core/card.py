@@ -59,6 +59,29 @@ def _augmentation(config: dict[str, Any]) -> str:
     return f"on (rotation, zoom, shift, contrast, brightness{extra}; no flips{mixup}{erase})"
 
 
+def _architecture(config: dict[str, Any]) -> str:
+    single = f"`{config['arch']}` (width {config['width']})"
+    members = config.get("members", 1)
+    if members == 1:
+        return single
+    seeds = ", ".join(str(config["seed"] + i) for i in range(members))
+    return (
+        f"ensemble of {members} {single} networks trained one after the other (seeds {seeds}), merged into "
+        "one model whose logit is the mean of theirs"
+    )
+
+
+def _schedule(config: dict[str, Any]) -> str:
+    if config.get("lr_schedule", "plateau") == "cosine":
+        return "cosine decay to 1% over the epochs"
+    return "halved when validation loss stalls for 2 epochs"
+
+
+def _epochs_run(metadata: dict[str, Any]) -> str:
+    per_member = metadata.get("member_epochs", [])
+    return f"{' + '.join(map(str, per_member))}" if len(per_member) > 1 else str(metadata["epochs_run"])
+
+
 def _calibration_lines(contract: dict[str, Any], calibration: dict[str, Any] | None) -> list[str]:
     scale = contract.get("frame_scale", 1.0)
     lines = [f"- Calibration: temperature {contract['temperature']:.3f} fitted on validation (log-loss)."]
@@ -138,12 +161,13 @@ def model_card(metadata: dict[str, Any]) -> str:
         "",
         "## Model",
         "",
-        f"- Architecture: `{config['arch']}` (width {config['width']}), {metadata['parameters']:,} parameters, "
+        f"- Architecture: {_architecture(config)}, {metadata['parameters']:,} parameters, "
         "trained from scratch (no ImageNet weights).",
         f"- Input: {contract['input_size']} x {contract['input_size']} grayscale, resized without keeping the "
         f"aspect ratio (Pillow bicubic), intensity normalization `{contract['normalization']}`.",
-        f"- Training: Adam lr {config['learning_rate']}, batch {config['batch_size']}, up to {config['epochs']} "
-        f"epochs ({metadata['epochs_run']} run, early stopping on validation loss, patience "
+        f"- Training: Adam lr {config['learning_rate']} ({_schedule(config)}), batch {config['batch_size']}, up to "
+        f"{config['epochs']} epochs{' per member' if config.get('members', 1) > 1 else ''} "
+        f"({_epochs_run(metadata)} run, early stopping on validation loss, patience "
         f"{config['early_stopping_patience']}), label smoothing {config['label_smoothing']}, class weights "
         f"{ {k: round(v, 3) for k, v in data['class_weights'].items()} }, augmentation "
         f"{_augmentation(config)}, seed {config['seed']}.",

@@ -13,6 +13,7 @@ CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 """Label order: index 1 is the positive class the sigmoid output scores."""
 
 NORMALIZATIONS = ("equalize_hist", "none")
+LR_SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,12 @@ class TrainingConfig:
     validation_fraction: float = 0.15
     train_subset: int | None = None
     early_stopping_patience: int = 4
+    lr_schedule: str = "plateau"
+    """``"plateau"``: halve the learning rate when validation loss stalls for 2 epochs;
+    ``"cosine"``: cosine decay to 1% of it over ``epochs``."""
+    members: int = 1
+    """Networks trained one after the other (seeds ``seed``, ``seed + 1``, ...; the split always
+    uses ``seed``), each for up to ``epochs``, and merged into one model averaging their logits."""
     target_sensitivity: float | None = 0.97
     """Operating threshold: the highest with at least this validation sensitivity (the clinical
     priority: a missed pneumonia costs more than a false alarm); ``None``: Youden's J."""
@@ -135,6 +142,10 @@ class TrainingConfig:
             problems.append(f"mixup must be >= 0 (0 = off), got {self.mixup}")
         if not 0 <= self.border_erase <= 1:
             problems.append(f"border_erase is a probability in [0, 1], got {self.border_erase}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 1 <= self.members <= 4:
+            problems.append(f"members must be 1 to 4, got {self.members}")
         if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
             problems.append(f"target_sensitivity must be in (0, 1], got {self.target_sensitivity}")
         if problems:

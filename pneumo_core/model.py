@@ -9,6 +9,7 @@ calibrated probability of pneumonia (T from the contract).
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from .contract import ModelContract, TrainingConfig
@@ -17,12 +18,19 @@ ARCHITECTURES = ("compact_resnet", "resnet50", "efficientnetb0", "densenet121")
 GRADCAM_LAYER = "gradcam_target"
 
 
-def feature_layers(arch: str) -> tuple[str, ...]:
+def feature_layers(arch: str, members: int = 1) -> tuple[str, ...]:
     """Layers whose mean activations the input gate models: several depths see both texture
-    (is this a radiograph at all?) and anatomy (is it a chest?)."""
+    (is this a radiograph at all?) and anatomy (is it a chest?). An ensemble uses its first
+    member's stages and the pooled features of all members."""
     if arch == "compact_resnet":
-        return ("stage1_out", "stage2_out", "stage3_out", "pool")
+        prefix = member_prefix(0) if members > 1 else ""
+        return (f"{prefix}stage1_out", f"{prefix}stage2_out", f"{prefix}stage3_out", "pool")
     return ("pool",)
+
+
+def member_prefix(index: int) -> str:
+    """Layer-name prefix of ensemble member ``index`` inside a merged model."""
+    return f"m{index}_"
 
 
 def build_model(contract: ModelContract, config: TrainingConfig, weights: str | None = None) -> keras.Model:
@@ -82,19 +90,51 @@ def _residual_block(x, filters: int, stride: int, name: str):
     return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
-def _compact_resnet(x, width: int):
+def _compact_resnet(x, width: int, prefix: str = ""):
     """A small ResNet for single-channel radiographs: stem /4, stages /8, /16, /16.
 
     The last stage keeps 14 x 14 resolution at 224 px so Grad-CAM is not a 7 x 7 blur.
+    ``prefix`` names an ensemble member's layers (see ``merge_members``).
     """
-    x = _conv_bn(x, width // 2, 5, 2, "stem")
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
-    x = _residual_block(x, width, 1, "stage1")
-    x = _residual_block(x, width * 2, 2, "stage2")
-    x = _residual_block(x, width * 4, 2, "stage3")
-    x = layers.SpatialDropout2D(0.1, name="stage3_dropout")(x)
-    x = _residual_block(x, width * 6, 1, "stage4")
-    return layers.Activation("linear", name=GRADCAM_LAYER)(x)
+    x = _conv_bn(x, width // 2, 5, 2, f"{prefix}stem")
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{prefix}stem_pool")(x)
+    x = _residual_block(x, width, 1, f"{prefix}stage1")
+    x = _residual_block(x, width * 2, 2, f"{prefix}stage2")
+    x = _residual_block(x, width * 4, 2, f"{prefix}stage3")
+    x = layers.SpatialDropout2D(0.1, name=f"{prefix}stage3_dropout")(x)
+    x = _residual_block(x, width * 6, 1, f"{prefix}stage4")
+    return layers.Activation("linear", name=f"{prefix}{GRADCAM_LAYER}")(x)
+
+
+def merge_members(contract: ModelContract, config: TrainingConfig, members: list[keras.Model]) -> keras.Model:
+    """One inference model whose logit is the mean of the trained members' logits.
+
+    Each member's trunk is copied under its own name prefix; their final feature maps are
+    concatenated into the Grad-CAM layer, pooled, and one dense layer holding every member's head
+    weights divided by the member count gives exactly the mean logit (pooling and the heads are
+    linear). Grad-CAM of the merged model is therefore the sum of the members' class maps, and the
+    file loads and runs like any single model. Augmentation is left out: it only acts in training.
+    """
+    if config.arch != "compact_resnet":
+        raise ValueError(f"ensembles are built for compact_resnet only, not {config.arch!r}")
+    size = contract.input_size
+    inputs = keras.Input(shape=(size, size, contract.channels), name="image")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
+    trunks = [_compact_resnet(x, config.width, member_prefix(i)) for i in range(len(members))]
+    features = layers.Concatenate(name=GRADCAM_LAYER)(trunks)
+    pooled = layers.GlobalAveragePooling2D(name="pool")(features)
+    pooled = layers.Dropout(config.dropout, name="head_dropout")(pooled)
+    logit = layers.Dense(1, name="logit")(pooled)
+    merged = keras.Model(inputs, logit, name=f"{config.arch}_x{len(members)}")
+    for index, member in enumerate(members):
+        for layer in member.layers:
+            if layer.weights and layer.name not in ("logit",):
+                merged.get_layer(member_prefix(index) + layer.name).set_weights(layer.get_weights())
+    heads = [member.get_layer("logit").get_weights() for member in members]
+    kernel = np.concatenate([w for w, _ in heads], axis=0) / len(members)
+    bias = np.mean([b for _, b in heads], axis=0)
+    merged.get_layer("logit").set_weights([kernel, bias])
+    return merged
 
 
 def _application_backbone(x, arch: str, weights: str | None):

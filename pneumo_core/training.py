@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +53,17 @@ def _loading(handler: EventHandler | None, split: str) -> Callable[[int, int], N
     return lambda done, total: _emit(handler, "loading", split=split, done=done, total=total)
 
 
-def _progress_callback(handler: EventHandler | None, should_stop: Callable[[], bool] | None, epochs: int):
+def _progress_callback(
+    handler: EventHandler | None,
+    should_stop: Callable[[], bool] | None,
+    epochs: int,
+    member: int = 0,
+    members: int = 1,
+):
+    """Progress events for member ``member`` (0-based) of ``members``; fractions and ETA span all."""
     import keras
+
+    where = {"member": member + 1, "members": members}
 
     class Progress(keras.callbacks.Callback):
         """Forwards progress to ``handler`` and stops training when ``should_stop()`` says so."""
@@ -68,16 +76,17 @@ def _progress_callback(handler: EventHandler | None, should_stop: Callable[[], b
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch_start = time.time()
-            _emit(handler, "epoch_begin", epoch=epoch + 1, epochs=epochs)
+            _emit(handler, "epoch_begin", epoch=epoch + 1, epochs=epochs, **where)
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             steps = self.params.get("steps") or 1
-            done_fraction = (self.epoch_index + (batch + 1) / steps) / epochs
-            elapsed = time.time() - self.start
-            eta = elapsed / done_fraction - elapsed if done_fraction > 0 else None
+            member_fraction = (self.epoch_index + (batch + 1) / steps) / epochs
+            done_fraction = (member + member_fraction) / members
+            member_seconds = (time.time() - self.start) / member_fraction  # this member's projected time
+            eta = member_seconds * (members - member - member_fraction)
             _emit(
                 handler, "batch", epoch=self.epoch_index + 1, epochs=epochs, step=batch + 1, steps=steps,
-                loss=float((logs or {}).get("loss", float("nan"))), eta_s=eta, progress=done_fraction,
+                loss=float((logs or {}).get("loss", float("nan"))), eta_s=eta, progress=done_fraction, **where,
             )  # fmt: skip
             if should_stop is not None and should_stop():
                 self.cancelled = True
@@ -86,10 +95,11 @@ def _progress_callback(handler: EventHandler | None, should_stop: Callable[[], b
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch_index = epoch + 1
             clean = {k: float(v) for k, v in (logs or {}).items()}
-            clean["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
+            clean["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             _emit(
-                handler, "epoch_end", epoch=epoch + 1, epochs=epochs, logs=clean, seconds=time.time() - self.epoch_start
-            )
+                handler, "epoch_end", epoch=epoch + 1, epochs=epochs, logs=clean,
+                seconds=time.time() - self.epoch_start, **where,
+            )  # fmt: skip
 
         epoch_index = 0
 
@@ -249,11 +259,10 @@ def train(
     import keras
 
     from .classifier import Classifier
-    from .model import build_model, feature_layers
+    from .model import feature_layers, merge_members
 
     started = time.time()
-    keras.utils.set_random_seed(config.seed)
-    contract = ModelContract(input_size=config.image_size, feature_layers=feature_layers(config.arch))
+    contract = ModelContract(input_size=config.image_size, feature_layers=feature_layers(config.arch, config.members))
 
     _emit(on_event, "stage", message="Listing images")
     fit_samples, val_samples = training_split(data_dir, config)
@@ -263,42 +272,15 @@ def train(
     x_val, y_val = load_arrays(val_samples, contract, _loading(on_event, "validation"))
     weights_by_class = class_weights(y_fit)
 
-    strategy = _strategy(distribute)
-    with strategy.scope():
-        model = build_model(contract, config, weights)
-        model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-            metrics=[keras.metrics.AUC(name="auc", from_logits=True)],
-        )
-    checkpoint_dir = Path(tempfile.mkdtemp(prefix="pneumo-ckpt-"))
-    progress = _progress_callback(on_event, should_stop, config.epochs)
-    callbacks = [
-        progress,
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
-        ),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
-        keras.callbacks.ModelCheckpoint(checkpoint_dir / "best.keras", monitor="val_loss", save_best_only=True),
-    ]
-    _emit(on_event, "stage", message="Training")
-    try:
-        validation = (x_val, y_val.astype(np.float32))
-        if config.mixup > 0 or config.border_erase > 0:
-            batches, steps = training_dataset(x_fit, y_fit, weights_by_class, config)
-            history = model.fit(
-                batches, validation_data=validation, epochs=config.epochs, steps_per_epoch=steps,
-                callbacks=callbacks, verbose=0,
-            )  # fmt: skip
-        else:
-            history = model.fit(
-                x_fit, y_fit.astype(np.float32), validation_data=validation, epochs=config.epochs,
-                batch_size=config.batch_size, class_weight=weights_by_class, callbacks=callbacks, verbose=0, shuffle=True,
-            )  # fmt: skip
-    finally:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    if progress.cancelled:
-        raise TrainingCancelled("training was cancelled; the registry is unchanged")
+    members, histories = [], []
+    for member in range(config.members):
+        model, history = _fit_member(
+            contract, replace(config, seed=config.seed + member), member, (x_fit, y_fit), (x_val, y_val),
+            weights_by_class, on_event, should_stop, distribute, weights,
+        )  # fmt: skip
+        members.append(model)
+        histories.append(history)
+    model = members[0] if config.members == 1 else merge_members(contract, config, members)
     fit_seconds = time.time() - started
 
     import tensorflow as tf
@@ -307,8 +289,9 @@ def train(
         "name": Path(out).name,
         "training_config": config.to_dict(),
         "parameters": int(model.count_params()),
-        "history": {k: [float(v) for v in values] for k, values in history.history.items()},
-        "epochs_run": len(history.history.get("loss", [])),
+        "history": {key: [v for history in histories for v in history.get(key, [])] for key in histories[0]},
+        "member_epochs": [len(history.get("loss", [])) for history in histories],
+        "epochs_run": sum(len(history.get("loss", [])) for history in histories),
         "training_seconds": round(fit_seconds, 1),
         "machine": {
             "platform": platform.platform(),
@@ -323,6 +306,64 @@ def train(
         Classifier(model, contract, {}, Path(out), None), run, data_dir, out,
         (fit_samples, x_fit), (val_samples, x_val, y_val), on_event, started,
     )  # fmt: skip
+
+
+def _fit_member(
+    contract: ModelContract,
+    config: TrainingConfig,
+    member: int,
+    fit: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    weights_by_class: dict[int, float],
+    on_event: EventHandler | None,
+    should_stop: Callable[[], bool] | None,
+    distribute: str,
+    weights: str | None,
+) -> tuple[Any, dict[str, list[float]]]:
+    """Build and fit one network (seeded by ``config.seed``); raises ``TrainingCancelled``."""
+    import keras
+
+    from .model import build_model
+
+    keras.utils.set_random_seed(config.seed)
+    (x_fit, y_fit), (x_val, y_val) = fit, val
+    steps = int(np.ceil(len(x_fit) / config.batch_size))
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps * config.epochs, alpha=0.01)
+    with _strategy(distribute).scope():
+        model = build_model(contract, config, weights)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
+            metrics=[keras.metrics.AUC(name="auc", from_logits=True)],
+        )
+    progress = _progress_callback(on_event, should_stop, config.epochs, member, config.members)
+    callbacks = [
+        progress,
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+        ),
+    ]
+    if config.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5))
+    which = f" member {member + 1} of {config.members}" if config.members > 1 else ""
+    _emit(on_event, "stage", message=f"Training{which}")
+    validation = (x_val, y_val.astype(np.float32))
+    if config.mixup > 0 or config.border_erase > 0:
+        batches, steps = training_dataset(x_fit, y_fit, weights_by_class, config)
+        history = model.fit(
+            batches, validation_data=validation, epochs=config.epochs, steps_per_epoch=steps,
+            callbacks=callbacks, verbose=0,
+        )  # fmt: skip
+    else:
+        history = model.fit(
+            x_fit, y_fit.astype(np.float32), validation_data=validation, epochs=config.epochs,
+            batch_size=config.batch_size, class_weight=weights_by_class, callbacks=callbacks, verbose=0, shuffle=True,
+        )  # fmt: skip
+    if progress.cancelled:
+        raise TrainingCancelled("training was cancelled; the registry is unchanged")
+    return model, {k: [float(v) for v in values] for k, values in history.history.items()}
 
 
 def _calibrate_and_save(

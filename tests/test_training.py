@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,10 @@ TINY = TrainingConfig(epochs=1, train_subset=80, image_size=64, width=8, batch_s
 
 
 def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path: Path) -> None:
+    """Two members with cosine decay (the single-member path runs in test_jobs.py through train.py)."""
     events: list[dict] = []
-    result = train(data_root, TINY, tmp_path / "tiny-run", on_event=events.append)
+    config = replace(TINY, members=2, lr_schedule="cosine")
+    result = train(data_root, config, tmp_path / "tiny-run", on_event=events.append)
     folder = result.path
     for name in ("model.keras", "metadata.json", "test_predictions.csv", "MODEL_CARD.md", "gate.npz"):
         assert (folder / name).exists(), name
@@ -25,10 +28,15 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
     assert metadata["contract"]["input_size"] == 64
     assert metadata["test"]["n"] == 624 and len((folder / "test_predictions.csv").read_text().splitlines()) == 625
     assert metadata["training_config"]["train_subset"] == 80
+    assert metadata["member_epochs"] == [1, 1] and len(metadata["history"]["val_loss"]) == 2
+    assert [e["member"] for e in events if e["type"] == "epoch_end"] == [1, 2]
+    progress = [e["progress"] for e in events if e["type"] == "batch"]
+    assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
     kinds = {e["type"] for e in events}
     assert {"stage", "epoch_begin", "batch", "epoch_end", "done"} <= kinds
     assert "Test" in (folder / "MODEL_CARD.md").read_text()
     classifier = Classifier.load(folder)
+    assert classifier.model.get_layer("m1_stage4_out") is not None
     assert classifier.contract.operating_threshold == metadata["contract"]["operating_threshold"]
     # the frame scale is the candidate with the lowest validation log-loss
     scores = metadata["calibration"]["log_loss_by_frame_scale"]
@@ -78,3 +86,35 @@ def test_training_batches_mixup_and_border_erase() -> None:
     assert np.all(erased[:, 6:44, 6:44] == 200.0) and (erased == 0).any()
     assert set(np.unique(erased)) <= {0.0, 200.0} and np.isin(erased_labels, [0.0, 1.0]).all()
     assert np.array_equal(training_batch(bright, labels, weights, 16, seed=1, step=0)[0], bright)
+
+
+def test_merged_members_average_the_logits_and_explain() -> None:
+    import keras
+    import numpy as np
+
+    from pneumo_core.contract import ModelContract
+    from pneumo_core.gradcam import Explainer
+    from pneumo_core.model import build_model, feature_layers, merge_members
+
+    config = TrainingConfig(width=8, image_size=64, augment=False)
+    contract = ModelContract(input_size=64, feature_layers=feature_layers("compact_resnet", 2))
+    members = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        members.append(build_model(contract, config))
+    x = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 1)).astype(np.float32)
+    for member in members:  # non-trivial BatchNorm statistics, as after training
+        member(x, training=True)
+        for layer in member.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.moving_mean.assign(np.random.default_rng(1).normal(0, 0.1, layer.moving_mean.shape))
+    merged = merge_members(contract, config, members)
+    expected = np.mean([member.predict(x, verbose=0) for member in members], axis=0)
+    np.testing.assert_allclose(merged.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-4)
+    assert (
+        merged.get_layer("gradcam_target").output.shape[-1]
+        == 2 * members[0].get_layer("gradcam_target").output.shape[-1]
+    )
+    logits, cams, embeddings = Explainer(merged, "gradcam_target", contract.feature_layers).explain(x)
+    np.testing.assert_allclose(logits, expected[:, 0], rtol=1e-4, atol=1e-4)
+    assert cams.shape == (3, 4, 4) and np.isfinite(cams).all() and embeddings.shape[0] == 3
