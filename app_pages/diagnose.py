@@ -1,5 +1,7 @@
 """Diagnose: upload chest X-rays, get verdicts with Grad-CAM, a worklist and reports."""
 
+from dataclasses import replace
+
 import streamlit as st
 
 import ui
@@ -25,6 +27,19 @@ if examples and not files:
     if choice != "(none)":
         files = [(choice, examples[choice].read_bytes())]
 
+calibrated_for = clf.contract.calibration_prevalence
+prevalence = calibrated_for
+if calibrated_for is not None:
+    test = clf.metadata.get("test") or {}
+    test_share = f" (the official test set has {100 * test['n_positive'] / test['n']:.1f}%)" if test else ""
+    percent = st.sidebar.slider(
+        "Pneumonia prevalence in your setting (%)", 1, 99, round(100 * calibrated_for), key="prevalence",
+        help=f"The probabilities are calibrated for the {100 * calibrated_for:.0f}% pneumonia among the validation "
+        f"patients{test_share}. Set the share of pneumonia among the patients you image and each probability is "
+        "re-expressed for it by Bayes' rule. Verdicts do not change: the threshold moves with the probabilities.",
+    )  # fmt: skip
+    prevalence = calibrated_for if percent == round(100 * calibrated_for) else percent / 100
+
 if not files:
     st.info("Upload one or more images to get a verdict.")
     st.stop()
@@ -32,7 +47,10 @@ if not files:
 bar = st.progress(0.0, text="Reading images...") if len(files) > 1 else None
 results = []
 for done, (name, data) in enumerate(files, start=1):
-    results.append((name, ui.analyze_cached(data)))
+    result = ui.analyze_cached(data)
+    if not isinstance(result, InputError) and prevalence != calibrated_for:
+        result = replace(result, prediction=result.prediction.at_prevalence(prevalence))
+    results.append((name, result))
     if bar is not None:
         bar.progress(done / len(files), text=f"Read {done} of {len(files)} images")
 if bar is not None:
@@ -74,7 +92,9 @@ for index, (name, result) in enumerate(results):
     a, b, c = st.columns(3)
     a.metric(
         "Probability of pneumonia", f"{100 * p.probability_pneumonia:.1f}%",
-        help="Calibrated on held-out training patients. On the official test set it runs high for normal images.",
+        help="Calibrated on held-out training patients"
+        + (f", stated for a prevalence of {100 * p.prevalence:.0f}%" if p.prevalence else "")
+        + ". On the official test set it runs high for normal images.",
     )  # fmt: skip
     b.metric(
         "Operating threshold", f"{100 * p.operating_threshold:.1f}%",

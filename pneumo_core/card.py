@@ -25,6 +25,12 @@ def _metric_rows(report: dict[str, Any]) -> list[str]:
         rows.append(f"| {label} | {fmt(report[key])} | {interval} |")
     rows.append(f"| Brier score | {report['brier']:.3f} | |")
     rows.append(f"| Expected calibration error (10 bins) | {report['ece']:.3f} | |")
+    own = report.get("ece_at_own_prevalence")
+    if own:
+        rows.append(
+            f"| ECE with probabilities re-expressed for this split's own prevalence ({_pct(own['prevalence'])}) "
+            f"| {own['ece']:.3f} | |"
+        )
     return rows
 
 
@@ -85,6 +91,12 @@ def _epochs_run(metadata: dict[str, Any]) -> str:
 def _calibration_lines(contract: dict[str, Any], calibration: dict[str, Any] | None) -> list[str]:
     scale = contract.get("frame_scale", 1.0)
     lines = [f"- Calibration: temperature {contract['temperature']:.3f} fitted on validation (log-loss)."]
+    if contract.get("calibration_prevalence"):
+        lines.append(
+            f"- Probabilities are calibrated for the validation split's prevalence of pneumonia "
+            f"({_pct(contract['calibration_prevalence'])}). The Diagnose page re-expresses them, and the threshold "
+            "with them, for the prevalence a user sets (Bayes' rule); verdicts do not change."
+        )
     if calibration:
         scores = ", ".join(f"{k}: {v:.4f}" for k, v in calibration["log_loss_by_frame_scale"].items())
         lines.append(

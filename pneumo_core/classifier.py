@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import numpy as np
 from . import registry
 from .contract import ModelContract
 from .errors import InputError, ModelLoadError
-from .evaluation import sigmoid
+from .evaluation import shift_prevalence, sigmoid
 from .gate import GATE_FILE, FeatureGate, check_header_and_statistics
 from .imaging import DecodedImage, ImageSource, decode, to_model_input
 
@@ -25,6 +25,22 @@ class Prediction:
     band: str
     operating_threshold: float
     facts: dict[str, Any] = field(default_factory=dict)
+    prevalence: float | None = None
+    """Prevalence of pneumonia the probability (and threshold) refer to; ``None``: not recorded."""
+
+    def at_prevalence(self, prevalence: float) -> Prediction:
+        """The same verdict with probability and threshold re-expressed for another prevalence.
+
+        The label and reading do not change: the threshold moves with the probability.
+        """
+        if self.prevalence is None:
+            raise ValueError("this model did not record the prevalence its probabilities are calibrated for")
+        return replace(
+            self,
+            probability_pneumonia=shift_prevalence(self.probability_pneumonia, self.prevalence, prevalence),
+            operating_threshold=shift_prevalence(self.operating_threshold, self.prevalence, prevalence),
+            prevalence=float(prevalence),
+        )
 
 
 @dataclass
@@ -121,6 +137,7 @@ class Classifier:
             band=self.contract.band_for(probability),
             operating_threshold=self.contract.operating_threshold,
             facts=dict(decoded.facts),
+            prevalence=self.contract.calibration_prevalence,
         )
 
     def predict(self, image: ImageSource | DecodedImage) -> Prediction:

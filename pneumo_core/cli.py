@@ -35,10 +35,20 @@ def expand_inputs(paths: list[str]) -> list[Path]:
     return found
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .classifier import Classifier
 
     classifier = Classifier.load(args.model)
+    if args.prevalence is not None and classifier.contract.calibration_prevalence is None:
+        print(f"error: model {classifier.name} did not record the prevalence it is calibrated for", file=sys.stderr)
+        return 2
     files = expand_inputs(args.paths)
     if not files:
         print("error: no image files found in the given paths", file=sys.stderr)
@@ -53,6 +63,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if isinstance(result, InputError):
             rows.append({"path": str(path), "probability_pneumonia": "", "label": "", "error": result.message})
         else:
+            if args.prevalence is not None:
+                result = result.at_prevalence(args.prevalence)
             probability = f"{result.probability_pneumonia:.4f}"
             rows.append({"path": str(path), "probability_pneumonia": probability, "label": result.label, "error": ""})
     if args.csv:
@@ -153,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("paths", nargs="+")
     predict.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
     predict.add_argument("--csv", help="also write the results to this CSV file")
+    predict.add_argument(
+        "--prevalence",
+        type=_fraction,
+        help="state probabilities for this prevalence of pneumonia (0-1) instead of the calibration split's; "
+        "labels do not change",
+    )
     predict.set_defaults(func=cmd_predict)
     evaluate = sub.add_parser("evaluate", help="metrics on a folder holding NORMAL/ and PNEUMONIA/")
     evaluate.add_argument("dir")

@@ -34,6 +34,8 @@ class ModelContract:
             model's input, black outside (1.0 = fills the input). Training augmentation (zoom and
             shift with black fill) shows the model framed images, so the scale that serves it best
             is chosen on validation, with the temperature.
+        calibration_prevalence: share of pneumonia in the validation split the temperature was
+            fitted on: the prevalence the probabilities are calibrated for (``None``: not recorded).
         borderline_margin: probabilities within this distance of the threshold are "borderline".
         gradcam_layer: name of the convolutional layer whose activations Grad-CAM explains.
         feature_layers: layers whose spatially averaged activations form the input gate's features.
@@ -47,6 +49,7 @@ class ModelContract:
     temperature: float = 1.0
     frame_scale: float = 1.0
     borderline_margin: float = 0.1
+    calibration_prevalence: float | None = None
     gradcam_layer: str = "gradcam_target"
     feature_layers: tuple[str, ...] = ("pool",)
 
@@ -61,6 +64,8 @@ class ModelContract:
             raise ValueError(f"operating_threshold must be in (0, 1), got {self.operating_threshold}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if self.calibration_prevalence is not None and not 0.0 < self.calibration_prevalence < 1.0:
+            raise ValueError(f"calibration_prevalence must be in (0, 1), got {self.calibration_prevalence}")
         if not 0.5 <= self.frame_scale <= 1.0:
             raise ValueError(f"frame_scale must be in [0.5, 1], got {self.frame_scale}")
 
@@ -80,13 +85,22 @@ class ModelContract:
         return cls(**kwargs)
 
     def with_calibration(
-        self, *, operating_threshold: float, temperature: float, frame_scale: float | None = None
+        self,
+        *,
+        operating_threshold: float,
+        temperature: float,
+        frame_scale: float | None = None,
+        calibration_prevalence: float | None = None,
     ) -> ModelContract:
+        """A copy with new calibration; ``None`` keeps the current frame scale and prevalence."""
         return replace(
             self,
             operating_threshold=float(operating_threshold),
             temperature=float(temperature),
             frame_scale=self.frame_scale if frame_scale is None else float(frame_scale),
+            calibration_prevalence=(
+                self.calibration_prevalence if calibration_prevalence is None else float(calibration_prevalence)
+            ),
         )
 
     def label_for(self, probability_pneumonia: float) -> str:

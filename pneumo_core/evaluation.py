@@ -36,6 +36,22 @@ def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def shift_prevalence(probability: Any, from_prevalence: float, to_prevalence: float) -> Any:
+    """Re-express calibrated probabilities for another prevalence of the positive class.
+
+    Bayes' rule under a change of prior only (Saerens et al. 2002): the odds are multiplied by the
+    ratio of the prior odds. The ranking, and so every verdict at a correspondingly moved threshold,
+    is unchanged. Returns a float for a scalar input, else an array.
+    """
+    for prevalence in (from_prevalence, to_prevalence):
+        if not 0.0 < prevalence < 1.0:
+            raise ValueError(f"a prevalence must lie strictly between 0 and 1, got {prevalence}")
+    p = np.clip(np.asarray(probability, dtype=np.float64), 1e-12, 1 - 1e-12)
+    shift = np.log(to_prevalence / (1 - to_prevalence)) - np.log(from_prevalence / (1 - from_prevalence))
+    out = 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + shift)))
+    return float(out) if out.ndim == 0 else out
+
+
 def threshold_metrics(y_true: np.ndarray, y_score: np.ndarray, *, threshold: float) -> dict[str, Any]:
     """Confusion matrix and the rates derived from it at ``y_score >= threshold``."""
     y_true = np.asarray(y_true, dtype=int).ravel()

@@ -7,7 +7,7 @@ import time
 import cv2
 import numpy as np
 
-from .classifier import Analysis
+from .classifier import Analysis, Prediction
 from .imaging import overlay
 
 _DISCLAIMER = "Demo and teaching tool - not a medical device. Not for clinical decisions."
@@ -19,6 +19,10 @@ def _fit(pixels: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(
         pixels, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
     )
+
+
+def _prevalence(prediction: Prediction) -> str:
+    return f"   Prevalence assumed {100 * prediction.prevalence:.0f}%" if prediction.prevalence else ""
 
 
 def report_png(analysis: Analysis, *, model_name: str, source_name: str, opacity: float = 0.4) -> bytes:
@@ -33,7 +37,7 @@ def report_png(analysis: Analysis, *, model_name: str, source_name: str, opacity
     p = analysis.prediction
     lines = [
         (f"Verdict: {p.label}   P(pneumonia) = {100 * p.probability_pneumonia:.1f}%   ({p.band})", 0.8, 2),
-        (f"Operating threshold {100 * p.operating_threshold:.1f}%   Model: {model_name}", 0.6, 1),
+        (f"Operating threshold {100 * p.operating_threshold:.1f}%{_prevalence(p)}   Model: {model_name}", 0.6, 1),
         (f"Image: {source_name[:60]}   Generated {time.strftime('%Y-%m-%d %H:%M')}", 0.6, 1),
         ("Left: image as read. Right: Grad-CAM (regions that drove the verdict; not a lesion map).", 0.55, 1),
         (_DISCLAIMER, 0.6, 1),

@@ -21,7 +21,15 @@ from . import registry
 from .card import model_card
 from .contract import ModelContract, TrainingConfig
 from .data import class_weights, list_split, load_arrays, summarize, training_split
-from .evaluation import choose_threshold, evaluate, fit_temperature, sigmoid, summary
+from .evaluation import (
+    choose_threshold,
+    evaluate,
+    expected_calibration_error,
+    fit_temperature,
+    shift_prevalence,
+    sigmoid,
+    summary,
+)
 from .gate import GATE_FILE, FeatureGate
 from .imaging import frame
 
@@ -239,8 +247,9 @@ def calibrate(
     _, scale, temperature, probabilities, embeddings = best
     threshold, method = choose_threshold(y_val, probabilities, target_sensitivity=target_sensitivity)
     contract = classifier.contract.with_calibration(
-        operating_threshold=threshold, temperature=temperature, frame_scale=scale
-    )
+        operating_threshold=threshold, temperature=temperature, frame_scale=scale,
+        calibration_prevalence=round(float(np.mean(y_val)), 4),
+    )  # fmt: skip
     return Calibration(contract, method, probabilities, embeddings, scores)
 
 
@@ -402,6 +411,13 @@ def _calibrate_and_save(
         x_test, y_test = load_arrays(test_samples, contract, _loading(on_event, "test"))
         test_prob = classifier.probabilities(x_test)
         test_report = evaluate(y_test, test_prob, threshold=threshold, seed=config.seed)
+        own = float(np.mean(y_test))  # reported only: how much of the test miscalibration prevalence explains
+        test_report["ece_at_own_prevalence"] = {
+            "prevalence": own,
+            "ece": expected_calibration_error(
+                y_test, shift_prevalence(test_prob, contract.calibration_prevalence, own)
+            ),
+        }
         predictions = [
             {
                 "path": str(s.path.relative_to(data_dir)),
@@ -485,6 +501,7 @@ def recalibrate(
         "total_seconds",
         "machine",
         "data",
+        "member_epochs",
     )
     run = {key: metadata[key] for key in keep if key in metadata}
     network = model_dir / registry.MODEL_FILE  # the trained file itself, byte for byte

@@ -10,7 +10,7 @@ from typing import Any
 from .classifier import Analysis, Prediction
 from .errors import InputError
 
-WORKLIST_COLUMNS = ["file", "verdict", "probability_pneumonia_pct", "reading", "error"]
+WORKLIST_COLUMNS = ["file", "verdict", "probability_pneumonia_pct", "prevalence_assumed_pct", "reading", "error"]
 
 
 def worklist_rows(results: list[tuple[str, Analysis | Prediction | InputError]]) -> list[dict[str, Any]]:
@@ -23,6 +23,7 @@ def worklist_rows(results: list[tuple[str, Analysis | Prediction | InputError]])
                     "file": name,
                     "verdict": "",
                     "probability_pneumonia_pct": None,
+                    "prevalence_assumed_pct": None,
                     "reading": "not scored",
                     "error": result.message,
                 }
@@ -34,6 +35,7 @@ def worklist_rows(results: list[tuple[str, Analysis | Prediction | InputError]])
                 "file": name,
                 "verdict": p.label,
                 "probability_pneumonia_pct": round(100 * p.probability_pneumonia, 1),
+                "prevalence_assumed_pct": round(100 * p.prevalence, 1) if p.prevalence else None,
                 "reading": p.band,
                 "error": "",
             }

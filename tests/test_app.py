@@ -90,6 +90,22 @@ def test_diagnose_examples_from_dataset(shipped: None) -> None:
     assert any("PNEUMONIA" in s.value or "NORMAL" in s.value for s in app.subheader)
 
 
+def test_prevalence_slider_reexpresses_the_probability_not_the_verdict(shipped: None) -> None:
+    app = page("diagnose").run()
+    box = app.selectbox(key="example")
+    box.set_value(next(o for o in box.options if o.startswith("pneumonia"))).run()
+
+    def shown() -> tuple[str, float, float]:
+        values = {m.label: float(m.value.rstrip("%")) for m in app.metric if m.label != "Reading"}
+        return app.subheader[0].value, values["Probability of pneumonia"], values["Operating threshold"]
+
+    verdict, probability, threshold = shown()
+    app.slider(key="prevalence").set_value(10).run()
+    assert not app.exception
+    verdict_low, probability_low, threshold_low = shown()
+    assert verdict_low == verdict and probability_low < probability and threshold_low < threshold
+
+
 def test_evaluation_dashboard_and_threshold_slider(shipped: None) -> None:
     app = page("evaluation").run()
     assert not app.exception

@@ -57,6 +57,18 @@ def test_predict_all_good_exits_zero(normal_image: Path, pneumonia_image: Path) 
     assert [r["label"] for r in rows] == ["NORMAL", "PNEUMONIA"]
 
 
+def test_predict_at_another_prevalence(normal_image: Path, pneumonia_image: Path) -> None:
+    paths = (str(normal_image), str(pneumonia_image))
+    plain, low = cli("predict", *paths), cli("predict", *paths, "--prevalence", "0.1")
+    assert plain.returncode == low.returncode == 0, low.stderr
+    plain_rows, low_rows = (list(csv.DictReader(r.stdout.splitlines())) for r in (plain, low))
+    assert [r["label"] for r in low_rows] == [r["label"] for r in plain_rows]
+    for before, after in zip(plain_rows, low_rows, strict=True):
+        assert float(after["probability_pneumonia"]) < float(before["probability_pneumonia"])
+    bad = cli("predict", *paths, "--prevalence", "1.5")
+    assert bad.returncode == 2 and "between 0 and 1" in bad.stderr
+
+
 def test_evaluate_json(tmp_path: Path, data_root: Path) -> None:
     for class_name in ("NORMAL", "PNEUMONIA"):
         target = tmp_path / "eval" / class_name

@@ -27,6 +27,7 @@ def test_unknown_keys_are_ignored() -> None:
         {"normalization": "zscore"},
         {"temperature": 0},
         {"channels": 3},
+        {"calibration_prevalence": 1.0},
     ],
 )
 def test_invalid_contracts(kwargs: dict) -> None:

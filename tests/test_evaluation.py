@@ -12,6 +12,7 @@ from pneumo_core.evaluation import (
     evaluate,
     expected_calibration_error,
     fit_temperature,
+    shift_prevalence,
     sigmoid,
     threshold_metrics,
 )
@@ -100,3 +101,15 @@ def test_evaluate_report_and_cis() -> None:
 def test_bootstrap_is_seeded() -> None:
     stat = lambda t, p: {"mean": float(np.mean(p))}  # noqa: E731
     assert bootstrap_ci(Y, P, stat, seed=3) == bootstrap_ci(Y, P, stat, seed=3)
+
+
+def test_shift_prevalence_by_hand() -> None:
+    # p = 0.8 at prevalence 0.75: odds 4 / prior odds 3; at prevalence 0.5 (prior odds 1): odds 4/3
+    assert shift_prevalence(0.8, 0.75, 0.5) == pytest.approx(4 / 7)
+    assert shift_prevalence(0.8, 0.75, 0.75) == pytest.approx(0.8)
+    p = np.array([0.01, 0.3, 0.5, 0.99])
+    back = shift_prevalence(shift_prevalence(p, 0.74, 0.2), 0.2, 0.74)
+    np.testing.assert_allclose(back, p)
+    assert np.all(np.diff(shift_prevalence(p, 0.74, 0.2)) > 0)  # ranking kept
+    with pytest.raises(ValueError, match="prevalence"):
+        shift_prevalence(0.5, 0.74, 1.0)

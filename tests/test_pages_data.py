@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from pneumo_core import Classifier, InputError
 from pneumo_core.classifier import Prediction
@@ -27,6 +28,17 @@ def test_worklist_orders_by_probability_and_keeps_rejections() -> None:
     assert rows[2]["error"] == "damaged" and rows[2]["verdict"] == ""
     parsed = list(csv.DictReader(io.StringIO(worklist_csv(rows))))
     assert parsed[0]["probability_pneumonia_pct"] == "90.0"
+
+
+def test_prediction_at_another_prevalence_keeps_the_verdict() -> None:
+    base = Prediction(0.8, "PNEUMONIA", "likely pneumonia", 0.7, prevalence=0.75)
+    lower = base.at_prevalence(0.25)
+    assert lower.probability_pneumonia == pytest.approx(0.8 * 1 / 9 / (0.8 / 9 + 0.2))  # odds 4 -> 4/9
+    assert lower.probability_pneumonia >= lower.operating_threshold  # same side of the moved threshold
+    assert (lower.label, lower.band, lower.prevalence) == (base.label, base.band, 0.25)
+    assert worklist_rows([("a", lower)])[0]["prevalence_assumed_pct"] == 25.0
+    with pytest.raises(ValueError, match="prevalence"):
+        prediction(0.5).at_prevalence(0.3)  # no recorded calibration prevalence
 
 
 def test_report_png_is_a_readable_image(tiny_classifier: Classifier, normal_image: Path) -> None:
