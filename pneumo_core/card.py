@@ -51,7 +51,24 @@ def _report_section(title: str, report: dict[str, Any] | None, note: str) -> lis
         "",
         f"Confusion matrix: TN {c['tn']}, FP {c['fp']}, FN {c['fn']}, TP {c['tp']}.",
         "",
+        *_reliability_rows(report.get("calibration")),
     ]
+
+
+def _reliability_rows(curve: dict[str, list] | None) -> list[str]:
+    """The reliability curve as a table: per probability bin, the mean prediction and the observed share."""
+    if not curve or not curve.get("count"):
+        return []
+    rows = [
+        "Reliability (10 equal-width probability bins; empty bins left out):",
+        "",
+        "| Mean predicted | Observed pneumonia share | Images |",
+        "| --- | --- | --- |",
+    ]
+    for predicted, observed, count in zip(curve["predicted"], curve["observed"], curve["count"], strict=True):
+        if count:
+            rows.append(f"| {_pct(predicted)} | {_pct(observed)} | {count} |")
+    return [*rows, ""]
 
 
 def _augmentation(config: dict[str, Any]) -> str:

@@ -34,7 +34,8 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
     assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
     kinds = {e["type"] for e in events}
     assert {"stage", "epoch_begin", "batch", "epoch_end", "done"} <= kinds
-    assert "Test" in (folder / "MODEL_CARD.md").read_text()
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "Test" in card and "Reliability" in card
     classifier = Classifier.load(folder)
     assert classifier.model.get_layer("m1_stage4_out") is not None
     assert classifier.contract.operating_threshold == metadata["contract"]["operating_threshold"]
