@@ -39,6 +39,10 @@ def paired_interval(differences: np.ndarray, n_resamples: int = 5000, seed: int 
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
+def per_image_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
 def tta_scores(clf, val, y: np.ndarray, losses: np.ndarray, scales: list[float]) -> None:
     """Print the calibrated validation log-loss of the mean logit over ``scales`` framings."""
     from sklearn.metrics import roc_auc_score
@@ -50,7 +54,7 @@ def tta_scores(clf, val, y: np.ndarray, losses: np.ndarray, scales: list[float])
     x, _ = load_arrays(val, clf.contract.with_calibration(operating_threshold=0.5, temperature=1.0, frame_scale=1.0))
     logits = np.mean([clf.raw_outputs(framed(x, scale))[0] for scale in scales], axis=0)
     p = np.clip(sigmoid(logits, fit_temperature(y, logits)), 1e-7, 1 - 1e-7)
-    tta_losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    tta_losses = per_image_log_loss(y, p)
     low, high = paired_interval(tta_losses - losses)
     print(
         f"  TTA over frame scales {scales}: calibrated log-loss {tta_losses.mean():.4f} AUC {roc_auc_score(y, p):.4f}; "
@@ -96,7 +100,7 @@ def main() -> None:
                 print(
                     f"  {source} normals: n={normals.sum()} specificity {specificity:.3f} mean p {p[normals].mean():.3f}"
                 )
-        losses = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        losses = per_image_log_loss(y, p)
         if losses_first is None:
             losses_first, first_name = losses, clf.name
         elif losses.shape == losses_first.shape:

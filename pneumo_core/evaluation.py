@@ -48,7 +48,7 @@ def shift_prevalence(probability: Any, from_prevalence: float, to_prevalence: fl
             raise ValueError(f"a prevalence must lie strictly between 0 and 1, got {prevalence}")
     p = np.clip(np.asarray(probability, dtype=np.float64), 1e-12, 1 - 1e-12)
     shift = np.log(to_prevalence / (1 - to_prevalence)) - np.log(from_prevalence / (1 - from_prevalence))
-    out = 1.0 / (1.0 + np.exp(-(np.log(p / (1 - p)) + shift)))
+    out = sigmoid(np.log(p / (1 - p)) + shift)
     return float(out) if out.ndim == 0 else out
 
 

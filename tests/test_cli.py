@@ -65,8 +65,9 @@ def test_predict_at_another_prevalence(normal_image: Path, pneumonia_image: Path
     assert [r["label"] for r in low_rows] == [r["label"] for r in plain_rows]
     for before, after in zip(plain_rows, low_rows, strict=True):
         assert float(after["probability_pneumonia"]) < float(before["probability_pneumonia"])
-    bad = cli("predict", *paths, "--prevalence", "1.5")
-    assert bad.returncode == 2 and "between 0 and 1" in bad.stderr
+    for value in ("1.5", "ten percent"):
+        bad = cli("predict", *paths, "--prevalence", value)
+        assert bad.returncode == 2 and "between 0 and 1" in bad.stderr
 
 
 def test_evaluate_json(tmp_path: Path, data_root: Path) -> None:
