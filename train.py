@@ -41,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--border-erase", type=float, help="probability of blacking out an image's border bands in training"
     )
+    parser.add_argument(
+        "--max-zoom-in", type=float, help="training zoom-in of up to this fraction of the image (default 0.12)"
+    )
     parser.add_argument("--patience", type=int, dest="early_stopping_patience", help="early-stopping patience (epochs)")
     parser.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="learning-rate schedule (default plateau)")
     parser.add_argument("--members", type=int, help="train N networks and merge them into one averaging model")
@@ -66,7 +69,7 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
         "image_size": args.image_size, "arch": args.arch, "width": args.width,
         "train_subset": args.train_subset, "mixup": args.mixup, "border_erase": args.border_erase,
         "early_stopping_patience": args.early_stopping_patience, "target_sensitivity": args.target_sensitivity, "seed": args.seed,
-        "lr_schedule": args.lr_schedule, "members": args.members,
+        "lr_schedule": args.lr_schedule, "members": args.members, "max_zoom_in": args.max_zoom_in,
     }  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.target_sensitivity == 0:

@@ -130,6 +130,9 @@ class TrainingConfig:
     acquisition_augment: bool = False
     mixup: float = 0.0
     border_erase: float = 0.0
+    max_zoom_in: float = 0.12
+    """Training zoom-in of up to this fraction (0.3: the central 70% of the image filling the
+    input), so how tightly a radiograph is collimated carries no label information."""
     validation_fraction: float = 0.15
     train_subset: int | None = None
     early_stopping_patience: int = 4
@@ -156,6 +159,8 @@ class TrainingConfig:
             problems.append(f"mixup must be >= 0 (0 = off), got {self.mixup}")
         if not 0 <= self.border_erase <= 1:
             problems.append(f"border_erase is a probability in [0, 1], got {self.border_erase}")
+        if not 0 <= self.max_zoom_in < 1:
+            problems.append(f"max_zoom_in is a fraction in [0, 1), got {self.max_zoom_in}")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 1 <= self.members <= 4:

@@ -39,7 +39,7 @@ def build_model(contract: ModelContract, config: TrainingConfig, weights: str | 
         raise ValueError(f"unknown architecture {config.arch!r}; choose one of {ARCHITECTURES}")
     size = contract.input_size
     inputs = keras.Input(shape=(size, size, contract.channels), name="image")
-    x = augmentation(config.seed, config.acquisition_augment)(inputs) if config.augment else inputs
+    x = augmentation(config.seed, config.acquisition_augment, config.max_zoom_in)(inputs) if config.augment else inputs
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(x)
     if config.augment and config.acquisition_augment:
         x = layers.GaussianNoise(0.03, seed=config.seed + 7, name="noise")(x)  # ~4 grey levels, training only
@@ -53,16 +53,17 @@ def build_model(contract: ModelContract, config: TrainingConfig, weights: str | 
     return keras.Model(inputs, logit, name=config.arch)
 
 
-def augmentation(seed: int, acquisition: bool = False) -> keras.Sequential:
+def augmentation(seed: int, acquisition: bool = False, max_zoom_in: float = 0.12) -> keras.Sequential:
     """Geometric and photometric jitter, active only when ``training=True``.
 
     No flips: a mirrored chest (heart on the right) is not a plausible radiograph. ``acquisition``
     adds blur, sharpening and noise, which differ between X-ray systems and JPEG re-encodings.
+    Zoom ranges from ``max_zoom_in`` in (a tighter field of view) to 12% out (black frame).
     """
     value_range = (0.0, 255.0)
     steps = [
         layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
-        layers.RandomZoom((-0.12, 0.12), fill_mode="constant", seed=seed + 1),
+        layers.RandomZoom((-max_zoom_in, 0.12), fill_mode="constant", seed=seed + 1),
         layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 2),
         layers.RandomContrast(0.25, value_range=value_range, seed=seed + 3),
         layers.RandomBrightness(0.1, value_range=value_range, seed=seed + 4),

@@ -49,7 +49,14 @@ def test_training_config_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"epochs": 0}, {"learning_rate": 0.0}, {"mixup": -0.2}, {"border_erase": 1.5}, {"target_sensitivity": 1.2}],
+    [
+        {"epochs": 0},
+        {"learning_rate": 0.0},
+        {"mixup": -0.2},
+        {"border_erase": 1.5},
+        {"target_sensitivity": 1.2},
+        {"max_zoom_in": 1.0},
+    ],
 )
 def test_training_config_rejects_settings_that_would_fail_mid_run(bad: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):

@@ -119,3 +119,23 @@ def test_merged_members_average_the_logits_and_explain() -> None:
     logits, cams, embeddings = Explainer(merged, "gradcam_target", contract.feature_layers).explain(x)
     np.testing.assert_allclose(logits, expected[:, 0], rtol=1e-4, atol=1e-4)
     assert cams.shape == (3, 4, 4) and np.isfinite(cams).all() and embeddings.shape[0] == 3
+
+
+def test_max_zoom_in_widens_the_training_zoom() -> None:
+    """``max_zoom_in`` 0.3 shows the model fields of view up to 30% tighter; the default stays at 12%."""
+    import numpy as np
+
+    from pneumo_core.model import augmentation
+
+    square = np.zeros((64, 100, 100, 1), np.float32)
+    square[:, 40:60, 40:60] = 255.0
+
+    def largest_square_side(max_zoom_in: float) -> float:
+        steps = augmentation(seed=3, max_zoom_in=max_zoom_in).layers
+        zoom = next(step for step in steps if type(step).__name__ == "RandomZoom")
+        out = np.asarray(zoom(square, training=True))
+        return float(np.sqrt((out[..., 0] > 127).sum(axis=(1, 2)).max()))
+
+    assert largest_square_side(0.12) <= 20 / 0.88 + 1  # never enlarged more than 1 / (1 - 0.12)
+    assert largest_square_side(0.3) > 20 / 0.88 + 2  # tighter framings than the default ever makes
+    assert largest_square_side(0.3) <= 20 / 0.7 + 1
