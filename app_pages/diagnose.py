@@ -18,6 +18,8 @@ uploads = st.file_uploader(
     f"Chest X-rays: JPEG, PNG or DICOM (.dcm or no extension), up to {MAX_UPLOAD_MB} MB each",
     accept_multiple_files=True,
     key="uploads",
+    help="Upload the whole radiograph as acquired, not a cropped or zoomed-in part: the model calls many tightly "
+    "framed normal chests pneumonia (the model card's shortcut check).",
 )
 files = [(u.name, u.getvalue()) for u in uploads or []]
 

@@ -1,6 +1,6 @@
 """Recompute a model's scores on its own patient-grouped validation split (never the test set).
 
-    python benchmarks/validation_scores.py [--model NAME ...] [--data DIR] [--ensemble] [--tta SCALES]
+    python benchmarks/validation_scores.py [--model NAME ...] [--data DIR] [--ensemble] [--tta SCALES] [--crop F]
 
 --ensemble also scores the mean of the models' logits, with a temperature refitted on validation
 (the split of the first model; all must share it).
@@ -8,6 +8,10 @@
 --tta 0.85,0.91,0.97 also scores test-time augmentation for each model: the mean logit over the
 image framed at each of these scales (no flips: a mirrored chest is not a plausible radiograph),
 with a temperature refitted on validation, compared image by image with the model as shipped.
+
+--crop 0.15 also scores every model on the validation images collimated tighter (F of each side cut
+away, the centre enlarged to fill the input, as in the shortcut check), compared image by image with
+the first model on those same images: how far each model leans on the field of view.
 
 Used to compare models by a proper scoring rule (calibrated validation log-loss) when choosing
 the default. Every model after the first is also compared with the first, image by image: the mean
@@ -62,6 +66,19 @@ def tta_scores(clf, val, y: np.ndarray, losses: np.ndarray, scales: list[float])
     )
 
 
+def tight_crop_losses(clf, val, y: np.ndarray, fraction: float) -> np.ndarray:
+    """Per-image calibrated log-loss on the validation images with ``fraction`` of each side cut away."""
+    from pneumo_core.imaging import decode, to_model_input
+    from pneumo_core.shortcuts import tightly_collimated
+
+    x = np.stack([to_model_input(tightly_collimated(decode(s.path).pixels, fraction), clf.contract) for s in val])
+    p = np.clip(clf.probabilities(x[..., None]), 1e-7, 1 - 1e-7)
+    specificity = np.mean(p[y == 0] < clf.contract.operating_threshold)
+    losses = per_image_log_loss(y, p)
+    print(f"  cut {fraction:.0%} per side: log-loss {losses.mean():.4f} specificity {specificity:.3f}")
+    return losses
+
+
 def main() -> None:
     from sklearn.metrics import log_loss, roc_auc_score
 
@@ -74,13 +91,16 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", "../shared/data/chest_xray"))
     parser.add_argument("--ensemble", action="store_true")
     parser.add_argument("--tta", type=lambda text: [float(v) for v in text.split(",")], default=None)
+    parser.add_argument(
+        "--crop", type=float, default=None, help="also score tighter collimation: share of each side cut"
+    )
     args = parser.parse_args()
     for split in ("train", "test"):
         normals = list((Path(args.data) / split / "NORMAL").glob("*"))
         if normals:
             share = np.mean([path.name.upper().startswith("NORMAL2-") for path in normals])
             print(f"{split}/NORMAL: {len(normals)} images, {share:.1%} NORMAL2- (file names only)")
-    ensemble_logits, y_first, losses_first = [], None, None
+    ensemble_logits, y_first, losses_first, crop_first = [], None, None, None
     for name in args.model:
         clf = Classifier.load(name)
         config = TrainingConfig.from_dict(clf.metadata["training_config"])
@@ -109,6 +129,16 @@ def main() -> None:
                 f"  vs {first_name}: log-loss difference {np.mean(losses - losses_first):+.4f} "
                 f"(95% paired bootstrap {low:+.4f} to {high:+.4f})"
             )
+        if args.crop:
+            crop_losses = tight_crop_losses(clf, val, y, args.crop)
+            if crop_first is None:
+                crop_first = crop_losses
+            elif crop_losses.shape == crop_first.shape:
+                low, high = paired_interval(crop_losses - crop_first)
+                print(
+                    f"    vs {first_name} on the same cut images: {np.mean(crop_losses - crop_first):+.4f} "
+                    f"(95% paired bootstrap {low:+.4f} to {high:+.4f})"
+                )
         if args.tta:
             tta_scores(clf, val, y, losses, args.tta)
         if args.ensemble:
@@ -121,8 +151,11 @@ def main() -> None:
 
         logits = np.mean(ensemble_logits, axis=0)
         p = np.clip(sigmoid(logits, fit_temperature(y_first, logits)), 1e-7, 1 - 1e-7)
+        differences = per_image_log_loss(y_first, p) - losses_first
+        low, high = paired_interval(differences)
         print(
-            f"ensemble (mean logit): calibrated log-loss {log_loss(y_first, p):.4f} AUC {roc_auc_score(y_first, p):.4f}"
+            f"ensemble (mean logit): calibrated log-loss {log_loss(y_first, p):.4f} AUC {roc_auc_score(y_first, p):.4f}; "
+            f"vs {first_name}: {differences.mean():+.4f} (95% paired bootstrap {low:+.4f} to {high:+.4f})"
         )
 
 

@@ -79,7 +79,8 @@ def _augmentation(config: dict[str, Any]) -> str:
     erase = (
         f", border bands blacked out in {config['border_erase']:.0%} of images" if config.get("border_erase") else ""
     )
-    return f"on (rotation, zoom, shift, contrast, brightness{extra}; no flips{mixup}{erase})"
+    zoom = f"zoom {config.get('max_zoom_in', 0.12):.0%} in to 12% out"
+    return f"on (rotation, {zoom}, shift, contrast, brightness{extra}; no flips{mixup}{erase})"
 
 
 def _architecture(config: dict[str, Any]) -> str:
@@ -148,7 +149,28 @@ def _shortcut_section(check: dict[str, Any] | None) -> list[str]:
         f"median {100 * check['gradcam_border_mass_median']:.1f}% (n = {check['n']}).",
         f"- Accuracy {_pct(check['accuracy_plain'])} -> {_pct(check['accuracy_border_masked'])} and AUC "
         f"{check['auc_plain']:.3f} -> {check['auc_border_masked']:.3f} with the border band blacked out.",
+        *_tight_crop_line(check),
         "",
+    ]
+
+
+def _tight_crop_line(check: dict[str, Any]) -> list[str]:
+    if "accuracy_tight_crop" not in check:
+        return []
+    cut = f"{100 * check['tight_crop_fraction']:.0f}%"
+    leans = check["specificity_plain"] - check["specificity_tight_crop"] > 0.10
+    return [
+        f"- Tight collimation (each image cut by {cut} on every side, its centre enlarged to fill the input): "
+        f"accuracy {_pct(check['accuracy_plain'])} -> {_pct(check['accuracy_tight_crop'])}, specificity "
+        f"{_pct(check['specificity_plain'])} -> {_pct(check['specificity_tight_crop'])}, AUC "
+        f"{check['auc_plain']:.3f} -> {check['auc_tight_crop']:.3f}. A model that reads the chest should not care "
+        "how much of the neck and abdomen the radiograph shows."
+        + (
+            " This one does: it has learned that a tight field of view goes with pneumonia. Upload "
+            "radiographs uncropped."
+            if leans
+            else ""
+        )
     ]
 
 

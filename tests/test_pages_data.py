@@ -14,7 +14,7 @@ from pneumo_core import Classifier, InputError
 from pneumo_core.classifier import Prediction
 from pneumo_core.dashboard import load_test_predictions, metric_table
 from pneumo_core.report import report_png
-from pneumo_core.shortcuts import border_mask
+from pneumo_core.shortcuts import border_mask, shortcut_check, tightly_collimated
 from pneumo_core.worklist import worklist_csv, worklist_rows
 
 
@@ -64,3 +64,39 @@ def test_border_mask_area() -> None:
     mask = border_mask(100, 100, 0.1)
     assert mask.sum() == 100 * 100 - 80 * 80
     assert not mask[50, 50] and mask[0, 0]
+
+
+def test_tightly_collimated_keeps_the_centre() -> None:
+    image = np.arange(200 * 100, dtype=np.uint8).reshape(200, 100)
+    centre = tightly_collimated(image, 0.15)
+    assert centre.shape == (140, 70) and np.array_equal(centre, image[30:170, 15:85])
+
+
+def test_shortcut_check_reports_borders_and_tight_collimation(shipped_classifier, data_root: Path) -> None:
+    paths = [
+        *sorted((data_root / "test" / "NORMAL").iterdir())[:4],
+        *sorted((data_root / "test" / "PNEUMONIA").iterdir())[:4],
+    ]
+    check = shortcut_check(shipped_classifier, paths, [0] * 4 + [1] * 4)
+    assert check["n"] == 8 and check["tight_crop_fraction"] == 0.15
+    threshold = shipped_classifier.contract.operating_threshold
+    plain = [shipped_classifier.predict(p).probability_pneumonia for p in paths[:4]]
+    assert check["specificity_plain"] == pytest.approx(np.mean(np.array(plain) < threshold))
+    for key in ("accuracy_border_masked", "accuracy_tight_crop", "specificity_tight_crop", "auc_tight_crop"):
+        assert 0.0 <= check[key] <= 1.0
+
+
+def test_model_card_warns_about_cropping_only_when_the_model_leans_on_the_field_of_view() -> None:
+    import json
+
+    from conftest import SHIPPED_MODELS
+
+    from pneumo_core.card import model_card
+
+    metadata = json.loads((SHIPPED_MODELS / "pneumonia-cnn-v1" / "metadata.json").read_text())
+    check = metadata["shortcut_check"]
+    assert "specificity 65.7% -> 3.4%" in model_card(metadata) and "Upload radiographs uncropped" in model_card(
+        metadata
+    )
+    check["specificity_tight_crop"] = check["specificity_plain"] - 0.02
+    assert "Tight collimation" in model_card(metadata) and "uncropped" not in model_card(metadata)
