@@ -43,6 +43,12 @@ def paired_interval(differences: np.ndarray, n_resamples: int = 5000, seed: int 
     return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
+def paired_difference(losses: np.ndarray, reference: np.ndarray) -> str:
+    """Mean per-image difference ``losses - reference`` with its 95% paired-bootstrap interval."""
+    low, high = paired_interval(losses - reference)
+    return f"{np.mean(losses - reference):+.4f} (95% paired bootstrap {low:+.4f} to {high:+.4f})"
+
+
 def per_image_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
@@ -59,10 +65,9 @@ def tta_scores(clf, val, y: np.ndarray, losses: np.ndarray, scales: list[float])
     logits = np.mean([clf.raw_outputs(framed(x, scale))[0] for scale in scales], axis=0)
     p = np.clip(sigmoid(logits, fit_temperature(y, logits)), 1e-7, 1 - 1e-7)
     tta_losses = per_image_log_loss(y, p)
-    low, high = paired_interval(tta_losses - losses)
     print(
         f"  TTA over frame scales {scales}: calibrated log-loss {tta_losses.mean():.4f} AUC {roc_auc_score(y, p):.4f}; "
-        f"vs as shipped {np.mean(tta_losses - losses):+.4f} (95% paired bootstrap {low:+.4f} to {high:+.4f})"
+        f"vs as shipped {paired_difference(tta_losses, losses)}"
     )
 
 
@@ -124,21 +129,13 @@ def main() -> None:
         if losses_first is None:
             losses_first, first_name = losses, clf.name
         elif losses.shape == losses_first.shape:
-            low, high = paired_interval(losses - losses_first)
-            print(
-                f"  vs {first_name}: log-loss difference {np.mean(losses - losses_first):+.4f} "
-                f"(95% paired bootstrap {low:+.4f} to {high:+.4f})"
-            )
+            print(f"  vs {first_name}: log-loss difference {paired_difference(losses, losses_first)}")
         if args.crop:
             crop_losses = tight_crop_losses(clf, val, y, args.crop)
             if crop_first is None:
                 crop_first = crop_losses
             elif crop_losses.shape == crop_first.shape:
-                low, high = paired_interval(crop_losses - crop_first)
-                print(
-                    f"    vs {first_name} on the same cut images: {np.mean(crop_losses - crop_first):+.4f} "
-                    f"(95% paired bootstrap {low:+.4f} to {high:+.4f})"
-                )
+                print(f"    vs {first_name} on the same cut images: {paired_difference(crop_losses, crop_first)}")
         if args.tta:
             tta_scores(clf, val, y, losses, args.tta)
         if args.ensemble:
@@ -151,11 +148,9 @@ def main() -> None:
 
         logits = np.mean(ensemble_logits, axis=0)
         p = np.clip(sigmoid(logits, fit_temperature(y_first, logits)), 1e-7, 1 - 1e-7)
-        differences = per_image_log_loss(y_first, p) - losses_first
-        low, high = paired_interval(differences)
         print(
             f"ensemble (mean logit): calibrated log-loss {log_loss(y_first, p):.4f} AUC {roc_auc_score(y_first, p):.4f}; "
-            f"vs {first_name}: {differences.mean():+.4f} (95% paired bootstrap {low:+.4f} to {high:+.4f})"
+            f"vs {first_name}: {paired_difference(per_image_log_loss(y_first, p), losses_first)}"
         )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .contract import ZOOM_OUT, TrainingConfig
+
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
@@ -79,7 +81,7 @@ def _augmentation(config: dict[str, Any]) -> str:
     erase = (
         f", border bands blacked out in {config['border_erase']:.0%} of images" if config.get("border_erase") else ""
     )
-    zoom = f"zoom {config.get('max_zoom_in', 0.12):.0%} in to 12% out"
+    zoom = f"zoom {config.get('max_zoom_in', TrainingConfig.max_zoom_in):.0%} in to {ZOOM_OUT:.0%} out"
     return f"on (rotation, {zoom}, shift, contrast, brightness{extra}; no flips{mixup}{erase})"
 
 
@@ -158,20 +160,16 @@ def _tight_crop_line(check: dict[str, Any]) -> list[str]:
     if "accuracy_tight_crop" not in check:
         return []
     cut = f"{100 * check['tight_crop_fraction']:.0f}%"
-    leans = check["specificity_plain"] - check["specificity_tight_crop"] > 0.10
-    return [
+    line = (
         f"- Tight collimation (each image cut by {cut} on every side, its centre enlarged to fill the input): "
         f"accuracy {_pct(check['accuracy_plain'])} -> {_pct(check['accuracy_tight_crop'])}, specificity "
         f"{_pct(check['specificity_plain'])} -> {_pct(check['specificity_tight_crop'])}, AUC "
         f"{check['auc_plain']:.3f} -> {check['auc_tight_crop']:.3f}. A model that reads the chest should not care "
         "how much of the neck and abdomen the radiograph shows."
-        + (
-            " This one does: it has learned that a tight field of view goes with pneumonia. Upload "
-            "radiographs uncropped."
-            if leans
-            else ""
-        )
-    ]
+    )
+    if check["specificity_plain"] - check["specificity_tight_crop"] > 0.10:
+        line += " This one does: it has learned that a tight field of view goes with pneumonia. Upload radiographs uncropped."
+    return [line]
 
 
 def model_card(metadata: dict[str, Any]) -> str:

@@ -14,6 +14,8 @@ CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 
 NORMALIZATIONS = ("equalize_hist", "none")
 LR_SCHEDULES = ("plateau", "cosine")
+ZOOM_OUT = 0.12
+"""Training zoom-out of up to this fraction (the image shrunk inside a black frame)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from .contract import ModelContract, TrainingConfig
+from .contract import ZOOM_OUT, ModelContract, TrainingConfig
 
 ARCHITECTURES = ("compact_resnet", "resnet50", "efficientnetb0", "densenet121")
 GRADCAM_LAYER = "gradcam_target"
@@ -53,17 +53,19 @@ def build_model(contract: ModelContract, config: TrainingConfig, weights: str | 
     return keras.Model(inputs, logit, name=config.arch)
 
 
-def augmentation(seed: int, acquisition: bool = False, max_zoom_in: float = 0.12) -> keras.Sequential:
+def augmentation(
+    seed: int, acquisition: bool = False, max_zoom_in: float = TrainingConfig.max_zoom_in
+) -> keras.Sequential:
     """Geometric and photometric jitter, active only when ``training=True``.
 
     No flips: a mirrored chest (heart on the right) is not a plausible radiograph. ``acquisition``
     adds blur, sharpening and noise, which differ between X-ray systems and JPEG re-encodings.
-    Zoom ranges from ``max_zoom_in`` in (a tighter field of view) to 12% out (black frame).
+    Zoom ranges from ``max_zoom_in`` in (a tighter field of view) to ``ZOOM_OUT`` out (black frame).
     """
     value_range = (0.0, 255.0)
     steps = [
         layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
-        layers.RandomZoom((-max_zoom_in, 0.12), fill_mode="constant", seed=seed + 1),
+        layers.RandomZoom((-max_zoom_in, ZOOM_OUT), fill_mode="constant", seed=seed + 1),
         layers.RandomTranslation(0.06, 0.06, fill_mode="constant", seed=seed + 2),
         layers.RandomContrast(0.25, value_range=value_range, seed=seed + 3),
         layers.RandomBrightness(0.1, value_range=value_range, seed=seed + 4),
