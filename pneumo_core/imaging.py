@@ -246,13 +246,21 @@ def rescale_to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def _decode_dicom(data: bytes) -> DecodedImage:
+    """pydicom parses elements lazily, so a damaged element can fail at any later access: every
+    access stays inside this boundary, as in ``_decode_raster``."""
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+        return _dicom_image(pydicom.dcmread(io.BytesIO(data), force=True))
+    except InputError:
+        raise
     except Exception:
         raise InputError("corrupt", "The DICOM file is damaged and cannot be read.") from None
+
+
+def _dicom_image(dataset: Any) -> DecodedImage:
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
     facts = dicom_facts(dataset)
     if "PixelData" not in dataset:
         raise InputError(

@@ -216,6 +216,17 @@ def test_dicom_without_pixels() -> None:
     assert info.value.code == "dicom_no_pixels"
 
 
+def test_dicom_with_a_damaged_element_is_refused(radiograph_12bit: np.ndarray) -> None:
+    """pydicom parses elements lazily: a damaged one (here ViewPosition's VR turned into the unknown
+    'ES', a case the fuzz test found) fails on first access, long after the file was read."""
+    data = make_dicom(radiograph_12bit)
+    view_position = b"\x18\x00\x01\x51CS"  # tag (0018,5101), explicit VR little endian
+    assert data.count(view_position) == 1
+    with pytest.raises(InputError) as info:
+        decode(data.replace(view_position, b"\x18\x00\x01\x51ES"))
+    assert info.value.code == "corrupt" and "DICOM" in info.value.message
+
+
 def test_dicom_multiframe(radiograph_12bit: np.ndarray) -> None:
     with pytest.raises(InputError) as info:
         decode(make_dicom(radiograph_12bit, frames=3))
