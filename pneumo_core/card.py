@@ -98,9 +98,12 @@ def _architecture(config: dict[str, Any]) -> str:
 
 
 def _schedule(config: dict[str, Any]) -> str:
+    schedule = "halved when validation loss stalls for 2 epochs"
     if config.get("lr_schedule", "plateau") == "cosine":
-        return "cosine decay to 1% over the epochs"
-    return "halved when validation loss stalls for 2 epochs"
+        schedule = "cosine decay to 1% over the epochs"
+    if config.get("weight_average"):
+        schedule += f"; weights averaged (EMA momentum {config['weight_average']}), the average validated and kept"
+    return schedule
 
 
 def _epochs_run(metadata: dict[str, Any]) -> str:

@@ -141,6 +141,9 @@ class TrainingConfig:
     lr_schedule: str = "plateau"
     """``"plateau"``: halve the learning rate when validation loss stalls for 2 epochs;
     ``"cosine"``: cosine decay to 1% of it over ``epochs``."""
+    weight_average: float = 0.0
+    """Momentum of an exponential moving average of the weights (Polyak averaging; 0 = off, 0.99:
+    about the last 100 steps). Validation, early stopping and the saved model use the average."""
     members: int = 1
     """Networks trained one after the other (seeds ``seed``, ``seed + 1``, ...; the split always
     uses ``seed``), each for up to ``epochs``, and merged into one model averaging their logits."""
@@ -163,6 +166,8 @@ class TrainingConfig:
             problems.append(f"border_erase is a probability in [0, 1], got {self.border_erase}")
         if not 0 <= self.max_zoom_in < 1:
             problems.append(f"max_zoom_in is a fraction in [0, 1), got {self.max_zoom_in}")
+        if not 0 <= self.weight_average < 1:
+            problems.append(f"weight_average is a momentum in [0, 1) (0 = off), got {self.weight_average}")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 1 <= self.members <= 4:

@@ -317,6 +317,36 @@ def train(
     )  # fmt: skip
 
 
+def optimizer(config: TrainingConfig, learning_rate: Any) -> Any:
+    """Adam, keeping a moving average of the weights when ``config.weight_average`` is set."""
+    import keras
+
+    if config.weight_average:
+        return keras.optimizers.Adam(learning_rate, use_ema=True, ema_momentum=config.weight_average)
+    return keras.optimizers.Adam(learning_rate)
+
+
+def epoch_callbacks(config: TrainingConfig) -> list[Any]:
+    """Early stopping with the best weights restored, and the learning-rate schedule.
+
+    With weight averaging, the averaged weights are swapped into the model at the end of each epoch
+    (and for validation), so validation loss, early stopping and the restored model all use them.
+    """
+    import keras
+
+    callbacks = []
+    if config.weight_average:
+        callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))  # before EarlyStopping copies weights
+    callbacks.append(
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+        )
+    )
+    if config.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5))
+    return callbacks
+
+
 def _fit_member(
     contract: ModelContract,
     config: TrainingConfig,
@@ -343,19 +373,12 @@ def _fit_member(
     with _strategy(distribute).scope():
         model = build_model(contract, config, weights)
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=optimizer(config, learning_rate),
             loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
             metrics=[keras.metrics.AUC(name="auc", from_logits=True)],
         )
     progress = _progress_callback(on_event, should_stop, config.epochs, member, config.members)
-    callbacks = [
-        progress,
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
-        ),
-    ]
-    if config.lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5))
+    callbacks = [progress, *epoch_callbacks(config)]
     which = f" member {member + 1} of {config.members}" if config.members > 1 else ""
     _emit(on_event, "stage", message=f"Training{which}")
     validation = (x_val, y_val.astype(np.float32))

@@ -56,6 +56,7 @@ def test_training_config_round_trip() -> None:
         {"border_erase": 1.5},
         {"target_sensitivity": 1.2},
         {"max_zoom_in": 1.0},
+        {"weight_average": 1.0},
     ],
 )
 def test_training_config_rejects_settings_that_would_fail_mid_run(bad: dict) -> None:

@@ -16,9 +16,10 @@ TINY = TrainingConfig(epochs=1, train_subset=80, image_size=64, width=8, batch_s
 
 
 def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path: Path) -> None:
-    """Two members with cosine decay (the single-member path runs in test_jobs.py through train.py)."""
+    """Two members with cosine decay and weight averaging (the single-member path runs in
+    test_jobs.py through train.py)."""
     events: list[dict] = []
-    config = replace(TINY, members=2, lr_schedule="cosine")
+    config = replace(TINY, members=2, lr_schedule="cosine", weight_average=0.9)
     result = train(data_root, config, tmp_path / "tiny-run", on_event=events.append)
     folder = result.path
     for name in ("model.keras", "metadata.json", "test_predictions.csv", "MODEL_CARD.md", "gate.npz"):
@@ -35,7 +36,7 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
     kinds = {e["type"] for e in events}
     assert {"stage", "epoch_begin", "batch", "epoch_end", "done"} <= kinds
     card = (folder / "MODEL_CARD.md").read_text()
-    assert "Test" in card and "Reliability" in card
+    assert "Test" in card and "Reliability" in card and "EMA momentum 0.9" in card
     classifier = Classifier.load(folder)
     assert classifier.model.get_layer("m1_stage4_out") is not None
     assert classifier.contract.operating_threshold == metadata["contract"]["operating_threshold"]
@@ -139,3 +140,42 @@ def test_max_zoom_in_widens_the_training_zoom() -> None:
     assert largest_square_side(0.12) <= 20 / 0.88 + 1  # never enlarged more than 1 / (1 - 0.12)
     assert largest_square_side(0.3) > 20 / 0.88 + 2  # tighter framings than the default ever makes
     assert largest_square_side(0.3) <= 20 / 0.7 + 1
+
+
+@pytest.mark.parametrize("best", ["last", "first"])
+def test_weight_average_keeps_the_averaged_weights_of_the_best_epoch(best: str) -> None:
+    """The trained model holds the moving average of the weights as it stood at the end of the
+    epoch with the lowest validation loss, not the last raw weights.
+
+    Validation on the true labels improves every epoch (the last is best); on flipped labels it
+    gets worse (the first is best, so early stopping's restore must put back averaged weights).
+    """
+    import keras
+    import numpy as np
+
+    from pneumo_core.training import epoch_callbacks, optimizer
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.float32)
+    y_val = y if best == "last" else 1 - y
+    config = TrainingConfig(weight_average=0.9, epochs=3, early_stopping_patience=5, lr_schedule="cosine")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=optimizer(config, 0.1), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    raw: list[list[np.ndarray]] = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            raw.append([w.copy() for w in self.model.get_weights()])
+
+    stopping = epoch_callbacks(config)
+    model.fit(x, y, validation_data=(x, y_val), epochs=3, batch_size=16, verbose=0, callbacks=[Record(), *stopping])
+    best_epoch = next(c for c in stopping if isinstance(c, keras.callbacks.EarlyStopping)).best_epoch
+    assert best_epoch == (2 if best == "last" else 0)
+
+    average = raw[0]
+    for weights in raw[1 : 4 * (best_epoch + 1)]:  # 4 steps per epoch
+        average = [0.9 * a + 0.1 * w for a, w in zip(average, weights, strict=True)]
+    for kept, expected, last in zip(model.get_weights(), average, raw[-1], strict=True):
+        np.testing.assert_allclose(kept, expected, atol=1e-5)
+        assert not np.allclose(kept, last, atol=1e-3)  # the average, not the last raw weights
