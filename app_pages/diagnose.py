@@ -7,7 +7,7 @@ import streamlit as st
 import ui
 from pneumo_core import InputError
 from pneumo_core.imaging import MAX_UPLOAD_MB, overlay
-from pneumo_core.report import report_png
+from pneumo_core.report import probability_percent, report_png
 from pneumo_core.worklist import example_images, worklist_csv, worklist_rows
 
 st.title("Diagnose")
@@ -93,7 +93,7 @@ for index, (name, result) in enumerate(results):
     st.subheader(f"{name}: :{verdict_color}[{p.label}]")
     a, b, c = st.columns(3)
     a.metric(
-        "Probability of pneumonia", f"{100 * p.probability_pneumonia:.1f}%",
+        "Probability of pneumonia", probability_percent(p.probability_pneumonia),
         help="Calibrated on held-out training patients"
         + (f", stated for a prevalence of {100 * p.prevalence:.0f}%" if p.prevalence else "")
         + ". On the official test set it runs high for normal images.",

@@ -13,6 +13,15 @@ from .imaging import overlay
 _DISCLAIMER = "Demo and teaching tool - not a medical device. Not for clinical decisions."
 
 
+def probability_percent(probability: float) -> str:
+    """A probability as a percentage that never reads as certainty: 0.9996 is ">99.9%", not "100.0%"."""
+    if probability >= 0.9995:
+        return ">99.9%"
+    if probability < 0.0005:
+        return "<0.1%"
+    return f"{100 * probability:.1f}%"
+
+
 def _fit(pixels: np.ndarray, side: int) -> np.ndarray:
     height, width = pixels.shape[:2]
     scale = side / max(height, width)
@@ -36,7 +45,7 @@ def report_png(analysis: Analysis, *, model_name: str, source_name: str, opacity
     page[20 : 20 + blended.shape[0], side + 40 : side + 40 + blended.shape[1]] = blended
     p = analysis.prediction
     lines = [
-        (f"Verdict: {p.label}   P(pneumonia) = {100 * p.probability_pneumonia:.1f}%   ({p.band})", 0.8, 2),
+        (f"Verdict: {p.label}   P(pneumonia) = {probability_percent(p.probability_pneumonia)}   ({p.band})", 0.8, 2),
         (f"Operating threshold {100 * p.operating_threshold:.1f}%{_prevalence(p)}   Model: {model_name}", 0.6, 1),
         (f"Image: {source_name[:60]}   Generated {time.strftime('%Y-%m-%d %H:%M')}", 0.6, 1),
         ("Left: image as read. Right: Grad-CAM (regions that drove the verdict; not a lesion map).", 0.55, 1),

@@ -96,11 +96,11 @@ def test_prevalence_slider_reexpresses_the_probability_not_the_verdict(shipped: 
     box.set_value(next(o for o in box.options if o.startswith("pneumonia"))).run()
 
     def shown() -> tuple[str, float, float]:
-        values = {m.label: float(m.value.rstrip("%")) for m in app.metric if m.label != "Reading"}
+        values = {m.label: float(m.value.strip("<>%")) for m in app.metric if m.label != "Reading"}
         return app.subheader[0].value, values["Probability of pneumonia"], values["Operating threshold"]
 
     verdict, probability, threshold = shown()
-    app.slider(key="prevalence").set_value(10).run()
+    app.slider(key="prevalence").set_value(1).run()
     assert not app.exception
     verdict_low, probability_low, threshold_low = shown()
     assert verdict_low == verdict and probability_low < probability and threshold_low < threshold

@@ -13,7 +13,7 @@ import pytest
 from pneumo_core import Classifier, InputError
 from pneumo_core.classifier import Prediction
 from pneumo_core.dashboard import load_test_predictions, metric_table
-from pneumo_core.report import report_png
+from pneumo_core.report import probability_percent, report_png
 from pneumo_core.shortcuts import border_mask, shortcut_check, tightly_collimated
 from pneumo_core.worklist import worklist_csv, worklist_rows
 
@@ -100,3 +100,15 @@ def test_model_card_warns_about_cropping_only_when_the_model_leans_on_the_field_
     check["specificity_tight_crop"] = check["specificity_plain"] - 0.02
     card = model_card(metadata)
     assert "Tight collimation" in card and "uncropped" not in card
+
+
+def test_probabilities_never_read_as_certain() -> None:
+    assert [probability_percent(p) for p in (0.99996, 0.9995, 0.9994, 0.5, 0.0005, 0.0001, 0.0)] == [
+        ">99.9%",
+        ">99.9%",
+        "99.9%",
+        "50.0%",
+        "0.1%",
+        "<0.1%",
+        "<0.1%",
+    ]
