@@ -47,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, dest="early_stopping_patience", help="early-stopping patience (epochs)")
     parser.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="learning-rate schedule (default plateau)")
     parser.add_argument("--weight-average", type=float, help="EMA momentum of the weights, e.g. 0.99 (default 0: off)")
+    parser.add_argument("--weight-decay", type=float, help="AdamW decay of the kernels, e.g. 0.05 (0: off)")
     parser.add_argument("--members", type=int, help="train N networks and merge them into one averaging model")
     parser.add_argument("--train-subset", type=int, help="train on a stratified subset of N images")
     parser.add_argument(
@@ -71,7 +72,7 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
         "train_subset": args.train_subset, "mixup": args.mixup, "border_erase": args.border_erase,
         "early_stopping_patience": args.early_stopping_patience, "target_sensitivity": args.target_sensitivity, "seed": args.seed,
         "lr_schedule": args.lr_schedule, "members": args.members, "max_zoom_in": args.max_zoom_in,
-        "weight_average": args.weight_average,
+        "weight_average": args.weight_average, "weight_decay": args.weight_decay,
     }  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.target_sensitivity == 0:

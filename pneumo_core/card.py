@@ -101,6 +101,8 @@ def _schedule(config: dict[str, Any]) -> str:
     schedule = "halved when validation loss stalls for 2 epochs"
     if config.get("lr_schedule", "plateau") == "cosine":
         schedule = "cosine decay to 1% over the epochs"
+    if config.get("weight_decay"):
+        schedule += f"; AdamW weight decay {config['weight_decay']} on the kernels"
     if config.get("weight_average"):
         schedule += f"; weights averaged (EMA momentum {config['weight_average']}), the average validated and kept"
     return schedule

@@ -144,6 +144,10 @@ class TrainingConfig:
     weight_average: float = 0.0
     """Momentum of an exponential moving average of the weights (Polyak averaging; 0 = off, 0.99:
     about the last 100 steps). Validation, early stopping and the saved model use the average."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay (AdamW, Loshchilov & Hutter 2019): each step shrinks convolution and
+    dense kernels by ``learning_rate * weight_decay`` of themselves; BatchNorm scales and shifts and
+    biases are left alone. 0 = off."""
     members: int = 1
     """Networks trained one after the other (seeds ``seed``, ``seed + 1``, ...; the split always
     uses ``seed``), each for up to ``epochs``, and merged into one model averaging their logits."""
@@ -168,6 +172,8 @@ class TrainingConfig:
             problems.append(f"max_zoom_in is a fraction in [0, 1), got {self.max_zoom_in}")
         if not 0 <= self.weight_average < 1:
             problems.append(f"weight_average is a momentum in [0, 1) (0 = off), got {self.weight_average}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0 (0 = off), got {self.weight_decay}")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 1 <= self.members <= 4:

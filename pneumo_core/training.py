@@ -318,12 +318,16 @@ def train(
 
 
 def optimizer(config: TrainingConfig, learning_rate: Any) -> Any:
-    """Adam, keeping a moving average of the weights when ``config.weight_average`` is set."""
+    """Adam; AdamW when ``config.weight_decay`` is set (kernels only), keeping a moving average of
+    the weights when ``config.weight_average`` is set."""
     import keras
 
-    if config.weight_average:
-        return keras.optimizers.Adam(learning_rate, use_ema=True, ema_momentum=config.weight_average)
-    return keras.optimizers.Adam(learning_rate)
+    averaging = {"use_ema": True, "ema_momentum": config.weight_average} if config.weight_average else {}
+    if not config.weight_decay:
+        return keras.optimizers.Adam(learning_rate, **averaging)
+    adamw = keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **averaging)
+    adamw.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return adamw
 
 
 def epoch_callbacks(config: TrainingConfig) -> list[Any]:

@@ -57,6 +57,7 @@ def test_training_config_round_trip() -> None:
         {"target_sensitivity": 1.2},
         {"max_zoom_in": 1.0},
         {"weight_average": 1.0},
+        {"weight_decay": -0.1},
     ],
 )
 def test_training_config_rejects_settings_that_would_fail_mid_run(bad: dict) -> None:

@@ -16,10 +16,10 @@ TINY = TrainingConfig(epochs=1, train_subset=80, image_size=64, width=8, batch_s
 
 
 def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path: Path) -> None:
-    """Two members with cosine decay and weight averaging (the single-member path runs in
-    test_jobs.py through train.py)."""
+    """Two members with cosine decay, weight decay and weight averaging (the single-member path
+    runs in test_jobs.py through train.py)."""
     events: list[dict] = []
-    config = replace(TINY, members=2, lr_schedule="cosine", weight_average=0.9)
+    config = replace(TINY, members=2, lr_schedule="cosine", weight_average=0.9, weight_decay=0.05)
     result = train(data_root, config, tmp_path / "tiny-run", on_event=events.append)
     folder = result.path
     for name in ("model.keras", "metadata.json", "test_predictions.csv", "MODEL_CARD.md", "gate.npz"):
@@ -37,6 +37,7 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
     assert {"stage", "epoch_begin", "batch", "epoch_end", "done"} <= kinds
     card = (folder / "MODEL_CARD.md").read_text()
     assert "Test" in card and "Reliability" in card and "EMA momentum 0.9" in card
+    assert "AdamW weight decay 0.05" in card
     classifier = Classifier.load(folder)
     assert classifier.model.get_layer("m1_stage4_out") is not None
     assert classifier.contract.operating_threshold == metadata["contract"]["operating_threshold"]
@@ -140,6 +141,31 @@ def test_max_zoom_in_widens_the_training_zoom() -> None:
     assert largest_square_side(0.12) <= 20 / 0.88 + 1  # never enlarged more than 1 / (1 - 0.12)
     assert largest_square_side(0.3) > 20 / 0.88 + 2  # tighter framings than the default ever makes
     assert largest_square_side(0.3) <= 20 / 0.7 + 1
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_weight_decay_shrinks_kernels_and_leaves_batchnorm_and_biases_alone(weight_decay: float) -> None:
+    """With zero gradients Adam's step is zero, so only the decay moves the weights: each step
+    multiplies a kernel by (1 - learning_rate * weight_decay)."""
+    import keras
+    import numpy as np
+
+    from pneumo_core.contract import ModelContract
+    from pneumo_core.model import build_model
+    from pneumo_core.training import optimizer
+
+    # the names the decay is told to skip are the names the network's variables carry
+    network = build_model(ModelContract(input_size=32), TrainingConfig(width=8))
+    assert {variable.name for variable in network.trainable_variables} == {"kernel", "gamma", "beta", "bias"}
+
+    variables = [keras.Variable(np.ones((2, 2)), name=name) for name in ("kernel", "gamma", "beta", "bias")]
+    adam = optimizer(TrainingConfig(weight_decay=weight_decay), 0.1)
+    for _ in range(3):
+        adam.apply_gradients([(np.zeros((2, 2), np.float32), variable) for variable in variables])
+    kernel, *left_alone = (variable.numpy() for variable in variables)
+    np.testing.assert_allclose(kernel, (1 - 0.1 * weight_decay) ** 3, rtol=1e-6)
+    for values in left_alone:
+        np.testing.assert_array_equal(values, 1.0)
 
 
 @pytest.mark.parametrize("best", ["last", "first"])
