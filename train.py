@@ -48,6 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="learning-rate schedule (default plateau)")
     parser.add_argument("--weight-average", type=float, help="EMA momentum of the weights, e.g. 0.99 (default 0: off)")
     parser.add_argument("--weight-decay", type=float, help="AdamW decay of the kernels, e.g. 0.05 (0: off)")
+    parser.add_argument(
+        "--bn-momentum", type=float, help="BatchNorm moving-statistics momentum (default 0.99; 0.9 tracks faster)"
+    )
+    parser.add_argument(
+        "--bn-reestimate",
+        type=int,
+        metavar="N",
+        help="re-estimate BatchNorm statistics on N training images before each validation pass (0: off)",
+    )
     parser.add_argument("--members", type=int, help="train N networks and merge them into one averaging model")
     parser.add_argument("--train-subset", type=int, help="train on a stratified subset of N images")
     parser.add_argument(
@@ -73,6 +82,7 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
         "early_stopping_patience": args.early_stopping_patience, "target_sensitivity": args.target_sensitivity, "seed": args.seed,
         "lr_schedule": args.lr_schedule, "members": args.members, "max_zoom_in": args.max_zoom_in,
         "weight_average": args.weight_average, "weight_decay": args.weight_decay,
+        "bn_momentum": args.bn_momentum, "bn_reestimate": args.bn_reestimate,
     }  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.target_sensitivity == 0:

@@ -103,6 +103,13 @@ def _schedule(config: dict[str, Any]) -> str:
         schedule = "cosine decay to 1% over the epochs"
     if config.get("weight_decay"):
         schedule += f"; AdamW weight decay {config['weight_decay']} on the kernels"
+    if config.get("bn_momentum", 0.99) != 0.99:
+        schedule += f"; BatchNorm statistics momentum {config['bn_momentum']}"
+    if config.get("bn_reestimate"):
+        schedule += (
+            f"; BatchNorm statistics re-estimated on {config['bn_reestimate']} training images before each "
+            "validation pass"
+        )
     if config.get("weight_average"):
         schedule += f"; weights averaged (EMA momentum {config['weight_average']}), the average validated and kept"
     return schedule

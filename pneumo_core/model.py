@@ -44,7 +44,7 @@ def build_model(contract: ModelContract, config: TrainingConfig, weights: str | 
     if config.augment and config.acquisition_augment:
         x = layers.GaussianNoise(0.03, seed=config.seed + 7, name="noise")(x)  # ~4 grey levels, training only
     if config.arch == "compact_resnet":
-        features = _compact_resnet(x, config.width)
+        features = _compact_resnet(x, config.width, bn_momentum=config.bn_momentum)
     else:
         features = _application_backbone(x, config.arch, weights)
     x = layers.GlobalAveragePooling2D(name="pool")(features)
@@ -78,34 +78,36 @@ def augmentation(
     return keras.Sequential(steps, name="augmentation")
 
 
-def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, activation: bool = True):
+def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, activation: bool = True, momentum: float = 0.99):
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if activation else x
 
 
-def _residual_block(x, filters: int, stride: int, name: str):
+def _residual_block(x, filters: int, stride: int, name: str, momentum: float = 0.99):
     shortcut = x
-    y = _conv_bn(x, filters, 3, stride, f"{name}_a")
-    y = _conv_bn(y, filters, 3, 1, f"{name}_b", activation=False)
+    y = _conv_bn(x, filters, 3, stride, f"{name}_a", momentum=momentum)
+    y = _conv_bn(y, filters, 3, 1, f"{name}_b", activation=False, momentum=momentum)
     if stride != 1 or shortcut.shape[-1] != filters:
-        shortcut = _conv_bn(shortcut, filters, 1, stride, f"{name}_proj", activation=False)
+        shortcut = _conv_bn(shortcut, filters, 1, stride, f"{name}_proj", activation=False, momentum=momentum)
     return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
-def _compact_resnet(x, width: int, prefix: str = ""):
+def _compact_resnet(x, width: int, prefix: str = "", bn_momentum: float = 0.99):
     """A small ResNet for single-channel radiographs: stem /4, stages /8, /16, /16.
 
     The last stage keeps 14 x 14 resolution at 224 px so Grad-CAM is not a 7 x 7 blur.
-    ``prefix`` names an ensemble member's layers (see ``merge_members``).
+    ``prefix`` names an ensemble member's layers (see ``merge_members``); ``bn_momentum`` is that
+    of the BatchNorm moving statistics (``TrainingConfig.bn_momentum``).
     """
-    x = _conv_bn(x, width // 2, 5, 2, f"{prefix}stem")
+    m = bn_momentum
+    x = _conv_bn(x, width // 2, 5, 2, f"{prefix}stem", momentum=m)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{prefix}stem_pool")(x)
-    x = _residual_block(x, width, 1, f"{prefix}stage1")
-    x = _residual_block(x, width * 2, 2, f"{prefix}stage2")
-    x = _residual_block(x, width * 4, 2, f"{prefix}stage3")
+    x = _residual_block(x, width, 1, f"{prefix}stage1", m)
+    x = _residual_block(x, width * 2, 2, f"{prefix}stage2", m)
+    x = _residual_block(x, width * 4, 2, f"{prefix}stage3", m)
     x = layers.SpatialDropout2D(0.1, name=f"{prefix}stage3_dropout")(x)
-    x = _residual_block(x, width * 6, 1, f"{prefix}stage4")
+    x = _residual_block(x, width * 6, 1, f"{prefix}stage4", m)
     return layers.Activation("linear", name=f"{prefix}{GRADCAM_LAYER}")(x)
 
 
@@ -123,7 +125,7 @@ def merge_members(contract: ModelContract, config: TrainingConfig, members: list
     size = contract.input_size
     inputs = keras.Input(shape=(size, size, contract.channels), name="image")
     x = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
-    trunks = [_compact_resnet(x, config.width, member_prefix(i)) for i in range(len(members))]
+    trunks = [_compact_resnet(x, config.width, member_prefix(i), config.bn_momentum) for i in range(len(members))]
     features = layers.Concatenate(name=GRADCAM_LAYER)(trunks)
     pooled = layers.GlobalAveragePooling2D(name="pool")(features)
     pooled = layers.Dropout(config.dropout, name="head_dropout")(pooled)

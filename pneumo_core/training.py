@@ -6,6 +6,7 @@ subprocess running ``train.py``). Progress goes to an ``on_event`` callback as p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
@@ -114,12 +115,18 @@ def _progress_callback(
     return Progress()
 
 
-def _strategy(distribute: str):
+def _strategy_scope(distribute: str):
+    """The scope of TensorFlow's distribution strategy; on another Keras backend (torch, for
+    sweeps on a GPU machine without TensorFlow) a no-op."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return contextlib.nullcontext()
     import tensorflow as tf
 
     if distribute == "mirrored" or (distribute == "auto" and len(tf.config.list_physical_devices("GPU")) > 1):
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+        return tf.distribute.MirroredStrategy().scope()
+    return tf.distribute.get_strategy().scope()
 
 
 def training_batch(
@@ -330,15 +337,62 @@ def optimizer(config: TrainingConfig, learning_rate: Any) -> Any:
     return adamw
 
 
-def epoch_callbacks(config: TrainingConfig) -> list[Any]:
+def reestimate_batchnorm(model: Any, images: np.ndarray, batch_size: int = 64) -> None:
+    """Replace every BatchNorm layer's moving statistics with the mean of its batch statistics over
+    ``images`` at the current weights ("precise BatchNorm", Wu & Johnson 2021).
+
+    The images pass through the model as in training (augmentation and dropout active, as when the
+    moving averages are normally updated), with the weights fixed. Each layer's momentum is set to
+    ``1 - 1/k`` for the k-th batch, so the moving statistics become the plain mean of the per-batch
+    statistics, then restored.
+    """
+    import keras
+
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.moving_mean.assign(keras.ops.zeros_like(layer.moving_mean))
+        layer.moving_variance.assign(keras.ops.ones_like(layer.moving_variance))
+    try:
+        for k, start in enumerate(range(0, len(images), batch_size), start=1):
+            for layer in norms:
+                layer.momentum = 1.0 - 1.0 / k
+            model(images[start : start + batch_size], training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta, strict=True):
+            layer.momentum = momentum
+
+
+def _precise_batchnorm_callback(images: np.ndarray):
+    import keras
+
+    class PreciseBatchNorm(keras.callbacks.Callback):
+        """Re-estimates the BatchNorm statistics before each validation pass, so validation, early
+        stopping, the schedule and the kept weights all see the network as it is, not moving
+        averages that lag behind it (``benchmarks/bn_statistics.py``)."""
+
+        def on_test_begin(self, logs: dict | None = None) -> None:
+            reestimate_batchnorm(self.model, images)
+
+    return PreciseBatchNorm()
+
+
+def epoch_callbacks(config: TrainingConfig, x_fit: np.ndarray | None = None) -> list[Any]:
     """Early stopping with the best weights restored, and the learning-rate schedule.
 
     With weight averaging, the averaged weights are swapped into the model at the end of each epoch
     (and for validation), so validation loss, early stopping and the restored model all use them.
+    With ``config.bn_reestimate``, a fixed random subset of that many images of ``x_fit`` (drawn
+    with ``config.seed``) re-estimates the BatchNorm statistics before each validation pass.
     """
     import keras
 
     callbacks = []
+    if config.bn_reestimate:
+        if x_fit is None:
+            raise ValueError("bn_reestimate needs the training images")
+        chosen = np.random.default_rng([config.seed, 7]).permutation(len(x_fit))[: config.bn_reestimate]
+        callbacks.append(_precise_batchnorm_callback(x_fit[np.sort(chosen)]))
     if config.weight_average:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))  # before EarlyStopping copies weights
     callbacks.append(
@@ -374,7 +428,7 @@ def _fit_member(
     learning_rate = config.learning_rate
     if config.lr_schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, steps * config.epochs, alpha=0.01)
-    with _strategy(distribute).scope():
+    with _strategy_scope(distribute):
         model = build_model(contract, config, weights)
         model.compile(
             optimizer=optimizer(config, learning_rate),
@@ -382,7 +436,7 @@ def _fit_member(
             metrics=[keras.metrics.AUC(name="auc", from_logits=True)],
         )
     progress = _progress_callback(on_event, should_stop, config.epochs, member, config.members)
-    callbacks = [progress, *epoch_callbacks(config)]
+    callbacks = [progress, *epoch_callbacks(config, x_fit)]
     which = f" member {member + 1} of {config.members}" if config.members > 1 else ""
     _emit(on_event, "stage", message=f"Training{which}")
     validation = (x_val, y_val.astype(np.float32))

@@ -58,6 +58,10 @@ def test_training_config_round_trip() -> None:
         {"max_zoom_in": 1.0},
         {"weight_average": 1.0},
         {"weight_decay": -0.1},
+        {"bn_momentum": 1.0},
+        {"bn_momentum": 0.0},
+        {"bn_reestimate": -1},
+        {"bn_reestimate": 64, "weight_average": 0.9},
     ],
 )
 def test_training_config_rejects_settings_that_would_fail_mid_run(bad: dict) -> None:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from pneumo_core import Classifier
 from pneumo_core.contract import TrainingConfig
@@ -205,3 +206,100 @@ def test_weight_average_keeps_the_averaged_weights_of_the_best_epoch(best: str) 
     for kept, expected, last in zip(model.get_weights(), average, raw[-1], strict=True):
         np.testing.assert_allclose(kept, expected, atol=1e-5)
         assert not np.allclose(kept, last, atol=1e-3)  # the average, not the last raw weights
+
+
+def test_precise_batchnorm_statistics_are_the_mean_of_the_batch_statistics() -> None:
+    """After re-estimation each BatchNorm layer holds the mean of its per-batch means and
+    variances at the current weights, whatever it held before; its momentum (here the
+    configured 0.9) is put back."""
+    import keras
+    import numpy as np
+
+    from pneumo_core.contract import ModelContract
+    from pneumo_core.model import build_model
+    from pneumo_core.training import reestimate_batchnorm
+
+    config = TrainingConfig(image_size=32, width=8, augment=False, dropout=0.0, bn_momentum=0.9)
+    network = build_model(ModelContract(input_size=32), config)
+    norms = [layer for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and {layer.momentum for layer in norms} == {0.9}
+    stem = network.get_layer("stem_bn")
+    stem.moving_mean.assign(np.full(stem.moving_mean.shape, 5.0, np.float32))  # stale statistics
+    x = np.random.default_rng(0).uniform(0, 255, (100, 32, 32, 1)).astype(np.float32)
+
+    reestimate_batchnorm(network, x, batch_size=32)
+
+    conv = keras.Model(network.input, network.get_layer("stem_conv").output)
+    batches = [keras.ops.convert_to_numpy(conv(x[start : start + 32])) for start in range(0, 100, 32)]
+    np.testing.assert_allclose(
+        stem.moving_mean.numpy(), np.mean([b.mean(axis=(0, 1, 2)) for b in batches], 0), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        stem.moving_variance.numpy(), np.mean([b.var(axis=(0, 1, 2)) for b in batches], 0), rtol=1e-4, atol=1e-6
+    )
+    assert {layer.momentum for layer in norms} == {0.9}
+
+
+def test_precise_batchnorm_runs_before_every_validation_pass() -> None:
+    """With ``bn_reestimate``, what validation sees in every epoch is the statistics re-estimated
+    at that epoch's weights on the fixed subset, not the moving averages training left behind."""
+    import keras
+    import numpy as np
+
+    from pneumo_core.training import epoch_callbacks, reestimate_batchnorm
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(1).normal(3.0, 2.0, size=(96, 8, 8, 1)).astype(np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 3.0).astype(np.float32)
+
+    def network() -> keras.Model:
+        return keras.Sequential([
+            keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
+            keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1),
+        ])  # fmt: skip
+
+    config = TrainingConfig(bn_reestimate=40, epochs=3, early_stopping_patience=5, lr_schedule="cosine")
+    model = network()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    seen: list[tuple[list[np.ndarray], np.ndarray]] = []
+
+    class Record(keras.callbacks.Callback):
+        def on_test_end(self, logs: dict | None = None) -> None:
+            seen.append(([w.copy() for w in self.model.get_weights()], self.model.layers[1].moving_mean.numpy()))
+
+    model.fit(x, y, validation_data=(x, y), epochs=3, batch_size=16, verbose=0,
+              callbacks=[*epoch_callbacks(config, x), Record()])  # fmt: skip
+
+    subset = x[np.sort(np.random.default_rng([config.seed, 7]).permutation(len(x))[:40])]
+    assert len(seen) == 3
+    for weights, moving_mean in seen:
+        expected = network()
+        expected.set_weights(weights)
+        reestimate_batchnorm(expected, subset)
+        np.testing.assert_allclose(moving_mean, expected.layers[1].moving_mean.numpy(), atol=1e-5)
+        assert not np.allclose(moving_mean, 0.0, atol=0.1)  # not the untrained moving average
+    with pytest.raises(ValueError, match="training images"):
+        epoch_callbacks(config)
+
+
+def test_train_py_flags_override_the_recorded_configuration() -> None:
+    """``train.py --config v1 --bn-reestimate N ...`` is v1's configuration with exactly those
+    changes, and the model card says so."""
+    import importlib.util
+
+    from pneumo_core.card import _schedule
+
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    v1 = json.loads((ROOT / "models" / "pneumonia-cnn-v1" / "metadata.json").read_text())["training_config"]
+    flags = ["--bn-reestimate", "1024", "--bn-momentum", "0.9", "--weight-decay", "0.05"]
+    config = script.build_config(
+        script.parse_args(["--config", str(ROOT / "models/pneumonia-cnn-v1/metadata.json"), *flags])
+    )
+    changed = {k: v for k, v in config.to_dict().items() if k in v1 and v1[k] != v}
+    assert changed == {} and (config.bn_reestimate, config.bn_momentum, config.weight_decay) == (1024, 0.9, 0.05)
+    assert TrainingConfig.from_dict(v1).bn_reestimate == 0 and TrainingConfig.from_dict(v1).bn_momentum == 0.99
+    schedule = _schedule(config.to_dict())
+    assert "re-estimated on 1024 training images" in schedule and "momentum 0.9" in schedule
+    assert "BatchNorm" not in _schedule(v1)
