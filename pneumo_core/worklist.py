@@ -13,9 +13,15 @@ from .errors import InputError
 WORKLIST_COLUMNS = ["file", "verdict", "probability_pneumonia_pct", "prevalence_assumed_pct", "reading", "error"]
 
 
+def _percent(probability: float) -> float:
+    """A probability as a percentage with one decimal that never reads as certainty: 0.99997 is
+    99.9, not 100.0 (``report.probability_percent`` writes it ">99.9%")."""
+    return min(99.9, max(0.1, round(100 * probability, 1)))
+
+
 def worklist_rows(results: list[tuple[str, Analysis | Prediction | InputError]]) -> list[dict[str, Any]]:
     """Scored images first, highest probability first; rejected files last with their reason."""
-    scored, rejected = [], []
+    scored, rejected = [], []  # scored: (probability, row)
     for name, result in results:
         if isinstance(result, InputError):
             rejected.append(
@@ -30,18 +36,19 @@ def worklist_rows(results: list[tuple[str, Analysis | Prediction | InputError]])
             )
             continue
         p = result.prediction if isinstance(result, Analysis) else result
-        scored.append(
+        scored.append((
+            p.probability_pneumonia,
             {
                 "file": name,
                 "verdict": p.label,
-                "probability_pneumonia_pct": round(100 * p.probability_pneumonia, 1),
+                "probability_pneumonia_pct": _percent(p.probability_pneumonia),
                 "prevalence_assumed_pct": round(100 * p.prevalence, 1) if p.prevalence else None,
                 "reading": p.band,
                 "error": "",
-            }
-        )
-    scored.sort(key=lambda row: row["probability_pneumonia_pct"], reverse=True)
-    return scored + rejected
+            },
+        ))  # fmt: skip
+    scored.sort(key=lambda pair: pair[0], reverse=True)  # by the probability itself, not its rounding
+    return [row for _, row in scored] + rejected
 
 
 def worklist_csv(rows: list[dict[str, Any]]) -> str:

@@ -30,6 +30,11 @@ def test_worklist_orders_by_probability_and_keeps_rejections() -> None:
     assert parsed[0]["probability_pneumonia_pct"] == "90.0"
 
 
+def test_worklist_percentages_never_read_as_certainty() -> None:
+    rows = worklist_rows([("sure", prediction(0.99997)), ("surer", prediction(0.999999)), ("no", prediction(1e-6))])
+    assert [(r["file"], r["probability_pneumonia_pct"]) for r in rows] == [("surer", 99.9), ("sure", 99.9), ("no", 0.1)]
+
+
 def test_prediction_at_another_prevalence_keeps_the_verdict() -> None:
     base = Prediction(0.8, "PNEUMONIA", "likely pneumonia", 0.7, prevalence=0.75)
     lower = base.at_prevalence(0.25)
