@@ -57,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="re-estimate BatchNorm statistics on N training images before each validation pass (0: off)",
     )
+    parser.add_argument(
+        "--monitor",
+        choices=["val_loss", "val_calibrated_loss"],
+        help="what early stopping and the plateau schedule follow (default val_loss)",
+    )
     parser.add_argument("--members", type=int, help="train N networks and merge them into one averaging model")
     parser.add_argument("--train-subset", type=int, help="train on a stratified subset of N images")
     parser.add_argument(
@@ -83,6 +88,7 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
         "lr_schedule": args.lr_schedule, "members": args.members, "max_zoom_in": args.max_zoom_in,
         "weight_average": args.weight_average, "weight_decay": args.weight_decay,
         "bn_momentum": args.bn_momentum, "bn_reestimate": args.bn_reestimate,
+        "monitor": args.monitor,
     }  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.target_sensitivity == 0:
@@ -120,7 +126,8 @@ class ConsoleProgress:
             print(
                 f"{_member(event)}epoch {event['epoch']}/{event['epochs']} ({event['seconds']:.0f}s): loss {logs.get('loss', 0):.4f} "
                 f"auc {logs.get('auc', 0):.4f} val_loss {logs.get('val_loss', 0):.4f} val_auc {logs.get('val_auc', 0):.4f} "
-                f"lr {logs['learning_rate']:.2e}",
+                + (f"val_calibrated_loss {logs['val_calibrated_loss']:.4f} " if "val_calibrated_loss" in logs else "")
+                + f"lr {logs['learning_rate']:.2e}",
                 flush=True,
             )
 

@@ -105,6 +105,8 @@ def _schedule(config: dict[str, Any]) -> str:
         schedule += f"; AdamW weight decay {config['weight_decay']} on the kernels"
     if config.get("bn_momentum", 0.99) != 0.99:
         schedule += f"; BatchNorm statistics momentum {config['bn_momentum']}"
+    if config.get("monitor", "val_loss") == "val_calibrated_loss":
+        schedule += "; early stopping and the schedule follow the temperature-calibrated validation log-loss"
     if config.get("bn_reestimate"):
         schedule += (
             f"; BatchNorm statistics re-estimated on {config['bn_reestimate']} training images before each "

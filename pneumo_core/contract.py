@@ -14,6 +14,7 @@ CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 
 NORMALIZATIONS = ("equalize_hist", "none")
 LR_SCHEDULES = ("plateau", "cosine")
+MONITORS = ("val_loss", "val_calibrated_loss")
 ZOOM_OUT = 0.12
 """Training zoom-out of up to this fraction (the image shrunk inside a black frame)."""
 
@@ -141,6 +142,12 @@ class TrainingConfig:
     lr_schedule: str = "plateau"
     """``"plateau"``: halve the learning rate when validation loss stalls for 2 epochs;
     ``"cosine"``: cosine decay to 1% of it over ``epochs``."""
+    monitor: str = "val_loss"
+    """What early stopping, the plateau schedule and the kept epoch follow: ``"val_loss"``, the
+    training loss on validation (label-smoothed, uncalibrated), or ``"val_calibrated_loss"``, the
+    validation log-loss after fitting a temperature, the proper scoring rule the default model is
+    chosen by. The first can rise while the model ranks better, only because its logits' scale
+    drifts, which temperature scaling removes at the end anyway."""
     weight_average: float = 0.0
     """Momentum of an exponential moving average of the weights (Polyak averaging; 0 = off, 0.99:
     about the last 100 steps). Validation, early stopping and the saved model use the average."""
@@ -192,6 +199,8 @@ class TrainingConfig:
             problems.append(
                 "bn_reestimate and weight_average cannot be combined (the averaged weights have no statistics of their own)"
             )
+        if self.monitor not in MONITORS:
+            problems.append(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 1 <= self.members <= 4:

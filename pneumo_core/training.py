@@ -377,13 +377,38 @@ def _precise_batchnorm_callback(images: np.ndarray):
     return PreciseBatchNorm()
 
 
-def epoch_callbacks(config: TrainingConfig, x_fit: np.ndarray | None = None) -> list[Any]:
+def _calibrated_loss_callback(x_val: np.ndarray, y_val: np.ndarray):
+    import keras
+
+    class CalibratedValidationLoss(keras.callbacks.Callback):
+        """Adds ``val_calibrated_loss`` to each epoch's logs: the validation log-loss of
+        ``sigmoid(logit / T)`` with the temperature T fitted on those logits (the unframed images;
+        the frame scale is chosen once, at the end)."""
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            from sklearn.metrics import log_loss
+
+            logits = np.asarray(self.model.predict(x_val, batch_size=64, verbose=0)).reshape(-1)
+            p = np.clip(sigmoid(logits, fit_temperature(y_val, logits)), 1e-7, 1 - 1e-7)
+            if logs is not None:
+                logs["val_calibrated_loss"] = float(log_loss(y_val, p, labels=[0, 1]))
+
+    return CalibratedValidationLoss()
+
+
+def epoch_callbacks(
+    config: TrainingConfig,
+    x_fit: np.ndarray | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[Any]:
     """Early stopping with the best weights restored, and the learning-rate schedule.
 
     With weight averaging, the averaged weights are swapped into the model at the end of each epoch
     (and for validation), so validation loss, early stopping and the restored model all use them.
     With ``config.bn_reestimate``, a fixed random subset of that many images of ``x_fit`` (drawn
-    with ``config.seed``) re-estimates the BatchNorm statistics before each validation pass.
+    with ``config.seed``) re-estimates the BatchNorm statistics before each validation pass. Both
+    follow ``config.monitor``; ``"val_calibrated_loss"`` scores ``validation`` (images, labels)
+    once more at the end of each epoch.
     """
     import keras
 
@@ -395,13 +420,19 @@ def epoch_callbacks(config: TrainingConfig, x_fit: np.ndarray | None = None) -> 
         callbacks.append(_precise_batchnorm_callback(x_fit[np.sort(chosen)]))
     if config.weight_average:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))  # before EarlyStopping copies weights
+    if config.monitor == "val_calibrated_loss":
+        if validation is None:
+            raise ValueError("monitor val_calibrated_loss needs the validation images")
+        callbacks.append(_calibrated_loss_callback(*validation))  # before the callbacks that read it
     callbacks.append(
         keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+            monitor=config.monitor, mode="min", patience=config.early_stopping_patience, restore_best_weights=True
         )
     )
     if config.lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(monitor=config.monitor, mode="min", factor=0.5, patience=2, min_lr=1e-5)
+        )
     return callbacks
 
 
@@ -436,7 +467,14 @@ def _fit_member(
             metrics=[keras.metrics.AUC(name="auc", from_logits=True)],
         )
     progress = _progress_callback(on_event, should_stop, config.epochs, member, config.members)
-    callbacks = [progress, *epoch_callbacks(config, x_fit)]
+    scheduled = epoch_callbacks(config, x_fit, (x_val, y_val))
+    readers = (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau)
+    # progress after the callbacks that add to the logs, before those that change the learning rate
+    callbacks = [
+        *(c for c in scheduled if not isinstance(c, readers)),
+        progress,
+        *(c for c in scheduled if isinstance(c, readers)),
+    ]
     which = f" member {member + 1} of {config.members}" if config.members > 1 else ""
     _emit(on_event, "stage", message=f"Training{which}")
     validation = (x_val, y_val.astype(np.float32))

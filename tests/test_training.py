@@ -20,7 +20,9 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
     """Two members with cosine decay, weight decay and weight averaging (the single-member path
     runs in test_jobs.py through train.py)."""
     events: list[dict] = []
-    config = replace(TINY, members=2, lr_schedule="cosine", weight_average=0.9, weight_decay=0.05)
+    config = replace(
+        TINY, members=2, lr_schedule="cosine", weight_average=0.9, weight_decay=0.05, monitor="val_calibrated_loss"
+    )
     result = train(data_root, config, tmp_path / "tiny-run", on_event=events.append)
     folder = result.path
     for name in ("model.keras", "metadata.json", "test_predictions.csv", "MODEL_CARD.md", "gate.npz"):
@@ -32,13 +34,15 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
     assert metadata["training_config"]["train_subset"] == 80
     assert metadata["member_epochs"] == [1, 1] and len(metadata["history"]["val_loss"]) == 2
     assert [e["member"] for e in events if e["type"] == "epoch_end"] == [1, 2]
+    assert all("val_calibrated_loss" in e["logs"] for e in events if e["type"] == "epoch_end")
+    assert len(metadata["history"]["val_calibrated_loss"]) == 2
     progress = [e["progress"] for e in events if e["type"] == "batch"]
     assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
     kinds = {e["type"] for e in events}
     assert {"stage", "epoch_begin", "batch", "epoch_end", "done"} <= kinds
     card = (folder / "MODEL_CARD.md").read_text()
     assert "Test" in card and "Reliability" in card and "EMA momentum 0.9" in card
-    assert "AdamW weight decay 0.05" in card
+    assert "AdamW weight decay 0.05" in card and "temperature-calibrated validation log-loss" in card
     classifier = Classifier.load(folder)
     assert classifier.model.get_layer("m1_stage4_out") is not None
     assert classifier.contract.operating_threshold == metadata["contract"]["operating_threshold"]
@@ -293,13 +297,65 @@ def test_train_py_flags_override_the_recorded_configuration() -> None:
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     v1 = json.loads((ROOT / "models" / "pneumonia-cnn-v1" / "metadata.json").read_text())["training_config"]
-    flags = ["--bn-reestimate", "1024", "--bn-momentum", "0.9", "--weight-decay", "0.05"]
+    flags = [
+        "--bn-reestimate",
+        "1024",
+        "--bn-momentum",
+        "0.9",
+        "--weight-decay",
+        "0.05",
+        "--monitor",
+        "val_calibrated_loss",
+    ]
     config = script.build_config(
         script.parse_args(["--config", str(ROOT / "models/pneumonia-cnn-v1/metadata.json"), *flags])
     )
     changed = {k: v for k, v in config.to_dict().items() if k in v1 and v1[k] != v}
     assert changed == {} and (config.bn_reestimate, config.bn_momentum, config.weight_decay) == (1024, 0.9, 0.05)
+    assert config.monitor == "val_calibrated_loss" and TrainingConfig.from_dict(v1).monitor == "val_loss"
     assert TrainingConfig.from_dict(v1).bn_reestimate == 0 and TrainingConfig.from_dict(v1).bn_momentum == 0.99
     schedule = _schedule(config.to_dict())
     assert "re-estimated on 1024 training images" in schedule and "momentum 0.9" in schedule
     assert "BatchNorm" not in _schedule(v1)
+
+
+def test_calibrated_monitor_drives_early_stopping_and_the_schedule() -> None:
+    """With ``monitor="val_calibrated_loss"`` every epoch logs the temperature-fitted validation
+    log-loss of the weights at that epoch's end, and early stopping keeps the epoch where it is
+    lowest; the plateau schedule follows the same figure."""
+    import keras
+    import numpy as np
+    from sklearn.metrics import log_loss
+
+    from pneumo_core.evaluation import fit_temperature, sigmoid
+    from pneumo_core.training import epoch_callbacks
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.float32)
+    x_val, y_val = x[:32], (x[:32, 0] > 0).astype(np.float32)
+    config = TrainingConfig(monitor="val_calibrated_loss", epochs=4, early_stopping_patience=10)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.3), loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    ends: list[list[np.ndarray]] = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            ends.append([w.copy() for w in self.model.get_weights()])
+
+    scheduled = epoch_callbacks(config, validation=(x_val, y_val))
+    history = model.fit(x, y, validation_data=(x_val, y_val), epochs=4, batch_size=16, verbose=0,
+                        callbacks=[Record(), *scheduled])  # fmt: skip
+    logged = history.history["val_calibrated_loss"]
+    for weights, value in zip(ends, logged, strict=True):
+        logits = x_val @ weights[0][:, 0] + weights[1][0]
+        p = np.clip(sigmoid(logits, fit_temperature(y_val, logits)), 1e-7, 1 - 1e-7)
+        assert value == pytest.approx(log_loss(y_val, p), rel=1e-4)
+    stopping = next(c for c in scheduled if isinstance(c, keras.callbacks.EarlyStopping))
+    plateau = next(c for c in scheduled if isinstance(c, keras.callbacks.ReduceLROnPlateau))
+    assert stopping.monitor == plateau.monitor == "val_calibrated_loss"
+    assert stopping.best_epoch == int(np.argmin(logged))
+    for kept, expected in zip(model.get_weights(), ends[int(np.argmin(logged))], strict=True):
+        np.testing.assert_allclose(kept, expected)
+    with pytest.raises(ValueError, match="validation images"):
+        epoch_callbacks(config)
