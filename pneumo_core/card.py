@@ -97,24 +97,37 @@ def _architecture(config: dict[str, Any]) -> str:
     )
 
 
-def _schedule(config: dict[str, Any]) -> str:
-    schedule = "halved when validation loss stalls for 2 epochs"
-    if config.get("lr_schedule", "plateau") == "cosine":
-        schedule = "cosine decay to 1% over the epochs"
-    if config.get("weight_decay"):
-        schedule += f"; AdamW weight decay {config['weight_decay']} on the kernels"
-    if config.get("bn_momentum", 0.99) != 0.99:
-        schedule += f"; BatchNorm statistics momentum {config['bn_momentum']}"
+def _monitored(config: dict[str, Any]) -> str:
     if config.get("monitor", "val_loss") == "val_calibrated_loss":
-        schedule += "; early stopping and the schedule follow the temperature-calibrated validation log-loss"
-    if config.get("bn_reestimate"):
-        schedule += (
-            f"; BatchNorm statistics re-estimated on {config['bn_reestimate']} training images before each "
-            "validation pass"
-        )
+        return "temperature-calibrated validation log-loss"
+    return "validation loss"
+
+
+def _optimizer(config: dict[str, Any]) -> str:
+    optimizer = (
+        f"AdamW (weight decay {config['weight_decay']} on the kernels)" if config.get("weight_decay") else "Adam"
+    )
     if config.get("weight_average"):
-        schedule += f"; weights averaged (EMA momentum {config['weight_average']}), the average validated and kept"
-    return schedule
+        optimizer += f", weights averaged (EMA momentum {config['weight_average']}), the average validated and kept,"
+    return optimizer
+
+
+def _schedule(config: dict[str, Any]) -> str:
+    if config.get("lr_schedule", "plateau") == "cosine":
+        return "cosine decay to 1% over the epochs"
+    return f"halved when {_monitored(config)} stalls for 2 epochs"
+
+
+def _batchnorm(config: dict[str, Any]) -> str:
+    """BatchNorm settings that differ from Keras' defaults, as a clause ("" when none do)."""
+    parts = []
+    if config.get("bn_momentum", 0.99) != 0.99:
+        parts.append(f"BatchNorm statistics momentum {config['bn_momentum']}")
+    if config.get("bn_reestimate"):
+        parts.append(
+            f"BatchNorm statistics re-estimated on {config['bn_reestimate']} training images before each validation pass"
+        )
+    return "".join(f", {part}" for part in parts)
 
 
 def _epochs_run(metadata: dict[str, Any]) -> str:
@@ -228,10 +241,10 @@ def model_card(metadata: dict[str, Any]) -> str:
         "trained from scratch (no ImageNet weights).",
         f"- Input: {contract['input_size']} x {contract['input_size']} grayscale, resized without keeping the "
         f"aspect ratio (Pillow bicubic), intensity normalization `{contract['normalization']}`.",
-        f"- Training: Adam lr {config['learning_rate']} ({_schedule(config)}), batch {config['batch_size']}, up to "
-        f"{config['epochs']} epochs{' per member' if config.get('members', 1) > 1 else ''} "
-        f"({_epochs_run(metadata)} run, early stopping on validation loss, patience "
-        f"{config['early_stopping_patience']}), label smoothing {config['label_smoothing']}, class weights "
+        f"- Training: {_optimizer(config)} lr {config['learning_rate']} ({_schedule(config)}), batch "
+        f"{config['batch_size']}, up to {config['epochs']} epochs{' per member' if config.get('members', 1) > 1 else ''} "
+        f"({_epochs_run(metadata)} run, early stopping on {_monitored(config)}, patience "
+        f"{config['early_stopping_patience']}){_batchnorm(config)}, label smoothing {config['label_smoothing']}, class weights "
         f"{ {k: round(v, 3) for k, v in data['class_weights'].items()} }, augmentation "
         f"{_augmentation(config)}, seed {config['seed']}.",
         *_calibration_lines(contract, metadata.get("calibration")),

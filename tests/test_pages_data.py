@@ -107,6 +107,20 @@ def test_model_card_warns_about_cropping_only_when_the_model_leans_on_the_field_
     assert "Tight collimation" in card and "uncropped" not in card
 
 
+@pytest.mark.parametrize("name", ["pneumonia-cnn-v1", "pneumonia-cnn-v2"])
+def test_shipped_model_cards_are_what_their_metadata_generates(name: str) -> None:
+    """Training and `shortcut_check.py --write` write the card from metadata.json; the committed card
+    (what the app shows) must be what the current code writes, so regenerating it changes nothing."""
+    import json
+
+    from conftest import SHIPPED_MODELS
+
+    from pneumo_core.card import model_card
+
+    folder = SHIPPED_MODELS / name
+    assert model_card(json.loads((folder / "metadata.json").read_text())) == (folder / "MODEL_CARD.md").read_text()
+
+
 def test_probabilities_never_read_as_certain() -> None:
     assert [probability_percent(p) for p in (0.99996, 0.9995, 0.9994, 0.5, 0.0005, 0.0001, 0.0)] == [
         ">99.9%",

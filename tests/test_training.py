@@ -42,7 +42,8 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
     assert {"stage", "epoch_begin", "batch", "epoch_end", "done"} <= kinds
     card = (folder / "MODEL_CARD.md").read_text()
     assert "Test" in card and "Reliability" in card and "EMA momentum 0.9" in card
-    assert "AdamW weight decay 0.05" in card and "temperature-calibrated validation log-loss" in card
+    assert "AdamW (weight decay 0.05 on the kernels)" in card
+    assert "early stopping on temperature-calibrated validation log-loss" in card
     classifier = Classifier.load(folder)
     assert classifier.model.get_layer("m1_stage4_out") is not None
     assert classifier.contract.operating_threshold == metadata["contract"]["operating_threshold"]
@@ -291,7 +292,7 @@ def test_train_py_flags_override_the_recorded_configuration() -> None:
     changes, and the model card says so."""
     import importlib.util
 
-    from pneumo_core.card import _schedule
+    from pneumo_core.card import _batchnorm, _monitored, _optimizer, _schedule
 
     spec = importlib.util.spec_from_file_location("train_script", ROOT / "train.py")
     script = importlib.util.module_from_spec(spec)
@@ -314,9 +315,15 @@ def test_train_py_flags_override_the_recorded_configuration() -> None:
     assert changed == {} and (config.bn_reestimate, config.bn_momentum, config.weight_decay) == (1024, 0.9, 0.05)
     assert config.monitor == "val_calibrated_loss" and TrainingConfig.from_dict(v1).monitor == "val_loss"
     assert TrainingConfig.from_dict(v1).bn_reestimate == 0 and TrainingConfig.from_dict(v1).bn_momentum == 0.99
-    schedule = _schedule(config.to_dict())
-    assert "re-estimated on 1024 training images" in schedule and "momentum 0.9" in schedule
-    assert "BatchNorm" not in _schedule(v1)
+    changes = config.to_dict()
+    assert "re-estimated on 1024 training images" in _batchnorm(changes) and "momentum 0.9" in _batchnorm(changes)
+    assert _optimizer(changes).startswith("AdamW (weight decay 0.05")
+    assert _monitored(changes) in _schedule(changes) and "calibrated" in _monitored(changes)
+    assert (_batchnorm(v1), _optimizer(v1), _schedule(v1)) == (
+        "",
+        "Adam",
+        "halved when validation loss stalls for 2 epochs",
+    )
 
 
 def test_calibrated_monitor_drives_early_stopping_and_the_schedule() -> None:
