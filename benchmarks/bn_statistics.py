@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     from pneumo_core.contract import ModelContract, TrainingConfig
     from pneumo_core.data import class_weights, load_arrays, resolve_data_dir, training_split
     from pneumo_core.model import build_model, feature_layers
+    from pneumo_core.training import loss as training_loss
     from pneumo_core.training import optimizer
 
     folder = registry.resolve(args.model)
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     x_fit, y_fit = load_arrays(fit, contract)
     x_val, y_val = load_arrays(val, contract)
     weights_by_class = class_weights(y_fit)
-    loss = keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
+    loss = training_loss(config)
 
     keras.utils.set_random_seed(config.seed)
     model = build_model(contract, config)

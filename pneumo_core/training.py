@@ -324,6 +324,13 @@ def train(
     )  # fmt: skip
 
 
+def loss(config: TrainingConfig) -> Any:
+    """The training loss: binary cross-entropy on the logit, with ``config.label_smoothing``."""
+    import keras
+
+    return keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
+
+
 def optimizer(config: TrainingConfig, learning_rate: Any) -> Any:
     """Adam; AdamW when ``config.weight_decay`` is set (kernels only), keeping a moving average of
     the weights when ``config.weight_average`` is set."""
@@ -463,7 +470,7 @@ def _fit_member(
         model = build_model(contract, config, weights)
         model.compile(
             optimizer=optimizer(config, learning_rate),
-            loss=keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
+            loss=loss(config),
             metrics=[keras.metrics.AUC(name="auc", from_logits=True)],
         )
     progress = _progress_callback(on_event, should_stop, config.epochs, member, config.members)
