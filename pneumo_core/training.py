@@ -413,9 +413,9 @@ def epoch_callbacks(
     With weight averaging, the averaged weights are swapped into the model at the end of each epoch
     (and for validation), so validation loss, early stopping and the restored model all use them.
     With ``config.bn_reestimate``, a fixed random subset of that many images of ``x_fit`` (drawn
-    with ``config.seed``) re-estimates the BatchNorm statistics before each validation pass. Both
-    follow ``config.monitor``; ``"val_calibrated_loss"`` scores ``validation`` (images, labels)
-    once more at the end of each epoch.
+    with ``config.seed``) re-estimates the BatchNorm statistics before each validation pass. Early
+    stopping and the plateau schedule follow ``config.monitor``; for ``"val_calibrated_loss"``,
+    ``validation`` (images, labels) is scored once more at the end of each epoch.
     """
     import keras
 
