@@ -11,6 +11,13 @@ stored, momentum 0.99: an average over the last ~100 steps), and again with the 
 re-estimated for the current weights by one pass over the training images (batches of 64, momentum
 0.9), once on the plain images and once through the training augmentation. Only BatchNorm
 statistics differ between the three; the weights are the same.
+
+    python benchmarks/bn_statistics.py --trained [--model NAME] [--data DIR]
+
+Instead scores the trained model as saved, on the unframed validation images: with its stored
+statistics, then with them re-estimated at its final weights exactly as ``train.py --bn-reestimate
+1024`` does (the same 1024 training images, through the augmentation), and on the same images
+without augmentation. For v1 the re-estimated statistics are worse, not better (see the README).
 """
 
 from __future__ import annotations
@@ -33,7 +40,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="pneumonia-cnn-v1", help="whose training configuration (default v1)")
     parser.add_argument("--data", help="dataset root (default: $PNEUMO_DATA or data/chest_xray)")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--trained", action="store_true", help="re-estimate the saved model's statistics instead")
     args = parser.parse_args(argv)
+    if args.trained:
+        trained(args.model, args.data)
+        return
 
     import keras
     from sklearn.metrics import roc_auc_score
@@ -88,6 +99,50 @@ def main(argv: list[str] | None = None) -> None:
             f"re-estimated, augmented {reestimated(augmented)}   ({time.time() - started:.0f} s)",
             flush=True,
         )
+
+
+def trained(name: str, data: str | None) -> None:
+    """The saved model scored with stored and with re-estimated BatchNorm statistics."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from pneumo_core import Classifier
+    from pneumo_core.contract import TrainingConfig
+    from pneumo_core.data import load_arrays, resolve_data_dir, training_split
+    from pneumo_core.evaluation import fit_temperature, sigmoid
+    from pneumo_core.model import build_model
+    from pneumo_core.training import epoch_callbacks, reestimate_batchnorm
+    from pneumo_core.training import loss as training_loss
+
+    clf = Classifier.load(name)
+    config = TrainingConfig.from_dict(clf.metadata["training_config"])
+    fit, val = training_split(resolve_data_dir(data), config)
+    unframed = clf.contract.with_calibration(operating_threshold=0.5, temperature=1.0, frame_scale=1.0)
+    x_fit, _ = load_arrays(fit, unframed)
+    x_val, y_val = load_arrays(val, unframed)
+    # the subset --bn-reestimate 1024 uses, taken from the callback train.py would build
+    images = epoch_callbacks(replace(config, bn_reestimate=1024), x_fit)[0].images
+    loss = training_loss(config)
+
+    def score(network, label: str) -> None:
+        logits = np.asarray(network.predict(x_val, batch_size=64, verbose=0)).reshape(-1)
+        p = np.clip(sigmoid(logits, fit_temperature(y_val, logits)), 1e-7, 1 - 1e-7)
+        print(
+            f"{label}: label-smoothed loss {float(loss(y_val[:, None].astype('float32'), logits[:, None])):.4f}, "
+            f"calibrated log-loss {log_loss(y_val, p):.4f}, AUC {roc_auc_score(y_val, p):.4f}, "
+            f"mean logit {logits.mean():+.2f}",
+            flush=True,
+        )
+
+    print(f"{clf.name}, {len(y_val)} unframed validation images")
+    for augment in (True, False):
+        network = build_model(clf.contract, replace(config, augment=augment))
+        for layer in network.layers:
+            if layer.weights:
+                layer.set_weights(clf.model.get_layer(layer.name).get_weights())
+        if augment:
+            score(network, "stored statistics")
+        reestimate_batchnorm(network, images)
+        score(network, f"re-estimated on {len(images)} training images{'' if augment else ', no augmentation'}")
 
 
 if __name__ == "__main__":

@@ -379,9 +379,11 @@ def _precise_batchnorm_callback(images: np.ndarray):
         averages that lag behind it (``benchmarks/bn_statistics.py``)."""
 
         def on_test_begin(self, logs: dict | None = None) -> None:
-            reestimate_batchnorm(self.model, images)
+            reestimate_batchnorm(self.model, self.images)
 
-    return PreciseBatchNorm()
+    callback = PreciseBatchNorm()
+    callback.images = images
+    return callback
 
 
 def _calibrated_loss_callback(x_val: np.ndarray, y_val: np.ndarray):
