@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def trained(name: str, data: str | None) -> None:
     """The saved model scored with stored and with re-estimated BatchNorm statistics."""
+    import keras
     from sklearn.metrics import log_loss, roc_auc_score
 
     from pneumo_core import Classifier
@@ -115,6 +116,7 @@ def trained(name: str, data: str | None) -> None:
 
     clf = Classifier.load(name)
     config = TrainingConfig.from_dict(clf.metadata["training_config"])
+    keras.utils.set_random_seed(config.seed)  # the augmentation's and dropout's draws in the re-estimation
     fit, val = training_split(resolve_data_dir(data), config)
     unframed = clf.contract.with_calibration(operating_threshold=0.5, temperature=1.0, frame_scale=1.0)
     x_fit, _ = load_arrays(fit, unframed)
@@ -141,8 +143,18 @@ def trained(name: str, data: str | None) -> None:
                 layer.set_weights(clf.model.get_layer(layer.name).get_weights())
         if augment:
             score(network, "stored statistics")
+        norms = [layer for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        stored = [(layer.moving_mean.numpy().copy(), layer.moving_variance.numpy().copy()) for layer in norms]
         reestimate_batchnorm(network, images)
         score(network, f"re-estimated on {len(images)} training images{'' if augment else ', no augmentation'}")
+        shifts, ratios = [], []
+        for layer, (mean, variance) in zip(norms, stored, strict=True):
+            shifts.append(np.median(np.abs(layer.moving_mean.numpy() - mean) / np.sqrt(variance + layer.epsilon)))
+            ratios.append(np.median(layer.moving_variance.numpy() / (variance + layer.epsilon)))
+        print(
+            f"  over its {len(norms)} BatchNorm layers: median mean shift {min(shifts):.3f}-{max(shifts):.3f} "
+            f"standard deviations, median variance ratio {min(ratios):.2f}-{max(ratios):.2f}"
+        )
 
 
 if __name__ == "__main__":
