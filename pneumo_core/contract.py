@@ -145,9 +145,8 @@ class TrainingConfig:
     monitor: str = "val_loss"
     """What early stopping, the plateau schedule and the kept epoch follow: ``"val_loss"``, the
     training loss on validation (label-smoothed, uncalibrated), or ``"val_calibrated_loss"``, the
-    validation log-loss after fitting a temperature, the proper scoring rule the default model is
-    chosen by. The first can rise while the model ranks better, only because its logits' scale
-    drifts, which temperature scaling removes at the end anyway."""
+    validation log-loss after fitting a temperature to the unframed validation images (the default
+    model is chosen by this proper scoring rule, after framing)."""
     weight_average: float = 0.0
     """Momentum of an exponential moving average of the weights (Polyak averaging; 0 = off, 0.99:
     about the last 100 steps). Validation, early stopping and the saved model use the average."""
@@ -164,7 +163,9 @@ class TrainingConfig:
     """Before each validation pass, replace the BatchNorm moving statistics with ones estimated
     afresh at the current weights on this many training images (a fixed random subset; 0 = off).
     Validation loss, early stopping, the schedule and the kept weights then see the network as it
-    is. About 12 s per epoch per 1000 images at 224 px on the 2-core CPU."""
+    is. About 12 s per epoch per 1000 images at 224 px on the 2-core CPU. It did not make a better
+    model: the stored statistics of v1's final weights score better than re-estimated ones
+    (``benchmarks/bn_statistics.py --trained``)."""
     members: int = 1
     """Networks trained one after the other (seeds ``seed``, ``seed + 1``, ...; the split always
     uses ``seed``), each for up to ``epochs``, and merged into one model averaging their logits."""
