@@ -104,12 +104,12 @@ def main(argv: list[str] | None = None) -> None:
 def trained(name: str, data: str | None) -> None:
     """The saved model scored with stored and with re-estimated BatchNorm statistics."""
     import keras
-    from sklearn.metrics import log_loss, roc_auc_score
+    from sklearn.metrics import roc_auc_score
 
     from pneumo_core import Classifier
     from pneumo_core.contract import TrainingConfig
     from pneumo_core.data import load_arrays, resolve_data_dir, training_split
-    from pneumo_core.evaluation import fit_temperature, sigmoid
+    from pneumo_core.evaluation import temperature_scaled
     from pneumo_core.model import build_model
     from pneumo_core.training import epoch_callbacks, reestimate_batchnorm
     from pneumo_core.training import loss as training_loss
@@ -127,10 +127,10 @@ def trained(name: str, data: str | None) -> None:
 
     def score(network, label: str) -> None:
         logits = np.asarray(network.predict(x_val, batch_size=64, verbose=0)).reshape(-1)
-        p = np.clip(sigmoid(logits, fit_temperature(y_val, logits)), 1e-7, 1 - 1e-7)
+        _, p, calibrated = temperature_scaled(y_val, logits)
         print(
             f"{label}: label-smoothed loss {float(loss(y_val[:, None].astype('float32'), logits[:, None])):.4f}, "
-            f"calibrated log-loss {log_loss(y_val, p):.4f}, AUC {roc_auc_score(y_val, p):.4f}, "
+            f"calibrated log-loss {calibrated:.4f}, AUC {roc_auc_score(y_val, p):.4f}, "
             f"mean logit {logits.mean():+.2f}",
             flush=True,
         )

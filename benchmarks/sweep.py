@@ -48,17 +48,15 @@ def parse_variant(text: str) -> dict:
 
 def calibrated_scores(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
     """Calibrated validation log-loss at the best frame scale, as ``training.calibrate`` picks it."""
-    from sklearn.metrics import log_loss, roc_auc_score
+    from sklearn.metrics import roc_auc_score
 
-    from pneumo_core.evaluation import fit_temperature, sigmoid
+    from pneumo_core.evaluation import temperature_scaled
     from pneumo_core.training import FRAME_SCALES, framed
 
     best = None
     for scale in FRAME_SCALES:
         logits = np.asarray(model.predict(framed(x_val, scale), batch_size=128, verbose=0)).reshape(-1)
-        temperature = fit_temperature(y_val, logits)
-        p = np.clip(sigmoid(logits, temperature), 1e-7, 1 - 1e-7)
-        loss = float(log_loss(y_val, p, labels=[0, 1]))
+        temperature, p, loss = temperature_scaled(y_val, logits)
         if best is None or loss < best["log_loss"]:
             best = {"log_loss": loss, "auc": float(roc_auc_score(y_val, p)), "frame_scale": scale,
                     "temperature": float(temperature)}  # fmt: skip

@@ -140,6 +140,15 @@ def fit_temperature(y_true: np.ndarray, logits: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
+def temperature_scaled(y_true: np.ndarray, logits: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """``(T, sigmoid(logits / T), log-loss)`` with T fitted on these labels: the calibrated
+    validation log-loss that models are compared by (probabilities clipped to [1e-7, 1 - 1e-7]
+    for the loss only)."""
+    temperature = fit_temperature(y_true, logits)
+    probabilities = sigmoid(logits, temperature)
+    return temperature, probabilities, float(log_loss(y_true, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=[0, 1]))
+
+
 def bootstrap_ci(
     y_true: np.ndarray,
     y_score: np.ndarray,

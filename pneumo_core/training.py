@@ -26,10 +26,9 @@ from .evaluation import (
     choose_threshold,
     evaluate,
     expected_calibration_error,
-    fit_temperature,
     shift_prevalence,
-    sigmoid,
     summary,
+    temperature_scaled,
 )
 from .gate import GATE_FILE, FeatureGate
 from .imaging import frame
@@ -237,8 +236,6 @@ def calibrate(
     ``x_val`` is unframed (loaded with ``frame_scale`` 1.0); ``classifier`` only provides the
     network, its contract's calibration is replaced.
     """
-    from sklearn.metrics import log_loss
-
     from .classifier import Classifier
 
     scores, best = {}, None
@@ -246,9 +243,7 @@ def calibrate(
         candidate = classifier.contract.with_calibration(operating_threshold=0.5, temperature=1.0, frame_scale=scale)
         framed_classifier = Classifier(classifier.model, candidate, {}, classifier.path, None)
         logits, embeddings = framed_classifier.raw_outputs(framed(x_val, scale))
-        temperature = fit_temperature(y_val, logits)
-        probabilities = sigmoid(logits, temperature)
-        scores[f"{scale:.2f}"] = float(log_loss(y_val, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=[0, 1]))
+        temperature, probabilities, scores[f"{scale:.2f}"] = temperature_scaled(y_val, logits)
         if best is None or scores[f"{scale:.2f}"] < best[0]:
             best = (scores[f"{scale:.2f}"], scale, temperature, probabilities, embeddings)
     _, scale, temperature, probabilities, embeddings = best
@@ -395,12 +390,9 @@ def _calibrated_loss_callback(x_val: np.ndarray, y_val: np.ndarray):
         the frame scale is chosen once, at the end)."""
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            from sklearn.metrics import log_loss
-
             logits = np.asarray(self.model.predict(x_val, batch_size=64, verbose=0)).reshape(-1)
-            p = np.clip(sigmoid(logits, fit_temperature(y_val, logits)), 1e-7, 1 - 1e-7)
             if logs is not None:
-                logs["val_calibrated_loss"] = float(log_loss(y_val, p, labels=[0, 1]))
+                logs["val_calibrated_loss"] = temperature_scaled(y_val, logits)[2]
 
     return CalibratedValidationLoss()
 
