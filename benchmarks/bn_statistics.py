@@ -35,6 +35,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def with_weights_of(network, source):
+    """``network`` holding ``source``'s weights and BatchNorm statistics, layer by layer (by name;
+    ``network`` may lack the augmentation, which has none)."""
+    for layer in network.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+    return network
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="pneumonia-cnn-v1", help="whose training configuration (default v1)")
@@ -77,9 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         return f"{float(loss(y_val[:, None].astype('float32'), logits)):.3f} / {roc_auc_score(y_val, logits[:, 0]):.3f}"
 
     def reestimated(network) -> str:
-        for layer in network.layers:
-            if layer.weights:
-                layer.set_weights(model.get_layer(layer.name).get_weights())
+        for layer in with_weights_of(network, model).layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = 0.9
         order = rng.permutation(len(x_fit))
@@ -111,7 +118,7 @@ def trained(name: str, data: str | None) -> None:
     from pneumo_core.data import load_arrays, resolve_data_dir, training_split
     from pneumo_core.evaluation import temperature_scaled
     from pneumo_core.model import build_model
-    from pneumo_core.training import epoch_callbacks, reestimate_batchnorm
+    from pneumo_core.training import batchnorm_subset, reestimate_batchnorm
     from pneumo_core.training import loss as training_loss
 
     clf = Classifier.load(name)
@@ -121,8 +128,7 @@ def trained(name: str, data: str | None) -> None:
     unframed = clf.contract.with_calibration(operating_threshold=0.5, temperature=1.0, frame_scale=1.0)
     x_fit, _ = load_arrays(fit, unframed)
     x_val, y_val = load_arrays(val, unframed)
-    # the subset --bn-reestimate 1024 uses, taken from the callback train.py would build
-    images = epoch_callbacks(replace(config, bn_reestimate=1024), x_fit)[0].images
+    images = batchnorm_subset(replace(config, bn_reestimate=1024), x_fit)  # what --bn-reestimate 1024 uses
     loss = training_loss(config)
 
     def score(network, label: str) -> None:
@@ -137,10 +143,7 @@ def trained(name: str, data: str | None) -> None:
 
     print(f"{clf.name}, {len(y_val)} unframed validation images")
     for augment in (True, False):
-        network = build_model(clf.contract, replace(config, augment=augment))
-        for layer in network.layers:
-            if layer.weights:
-                layer.set_weights(clf.model.get_layer(layer.name).get_weights())
+        network = with_weights_of(build_model(clf.contract, replace(config, augment=augment)), clf.model)
         if augment:
             score(network, "stored statistics")
         norms = [layer for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)]

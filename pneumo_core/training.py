@@ -365,6 +365,13 @@ def reestimate_batchnorm(model: Any, images: np.ndarray, batch_size: int = 64) -
             layer.momentum = momentum
 
 
+def batchnorm_subset(config: TrainingConfig, x_fit: np.ndarray) -> np.ndarray:
+    """The fixed ``config.bn_reestimate`` training images (drawn with ``config.seed``, in training
+    order) that re-estimate the BatchNorm statistics."""
+    chosen = np.random.default_rng([config.seed, 7]).permutation(len(x_fit))[: config.bn_reestimate]
+    return x_fit[np.sort(chosen)]
+
+
 def _precise_batchnorm_callback(images: np.ndarray):
     import keras
 
@@ -374,11 +381,9 @@ def _precise_batchnorm_callback(images: np.ndarray):
         averages that lag behind it (``benchmarks/bn_statistics.py``)."""
 
         def on_test_begin(self, logs: dict | None = None) -> None:
-            reestimate_batchnorm(self.model, self.images)
+            reestimate_batchnorm(self.model, images)
 
-    callback = PreciseBatchNorm()
-    callback.images = images
-    return callback
+    return PreciseBatchNorm()
 
 
 def _calibrated_loss_callback(x_val: np.ndarray, y_val: np.ndarray):
@@ -406,8 +411,7 @@ def epoch_callbacks(
 
     With weight averaging, the averaged weights are swapped into the model at the end of each epoch
     (and for validation), so validation loss, early stopping and the restored model all use them.
-    With ``config.bn_reestimate``, a fixed random subset of that many images of ``x_fit`` (drawn
-    with ``config.seed``) re-estimates the BatchNorm statistics before each validation pass. Early
+    With ``config.bn_reestimate``, ``batchnorm_subset`` of ``x_fit`` re-estimates the BatchNorm statistics before each validation pass. Early
     stopping and the plateau schedule follow ``config.monitor``; for ``"val_calibrated_loss"``,
     ``validation`` (images, labels) is scored once more at the end of each epoch.
     """
@@ -417,8 +421,7 @@ def epoch_callbacks(
     if config.bn_reestimate:
         if x_fit is None:
             raise ValueError("bn_reestimate needs the training images")
-        chosen = np.random.default_rng([config.seed, 7]).permutation(len(x_fit))[: config.bn_reestimate]
-        callbacks.append(_precise_batchnorm_callback(x_fit[np.sort(chosen)]))
+        callbacks.append(_precise_batchnorm_callback(batchnorm_subset(config, x_fit)))
     if config.weight_average:
         callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))  # before EarlyStopping copies weights
     if config.monitor == "val_calibrated_loss":
