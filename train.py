@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from pneumo_core import registry
-from pneumo_core.contract import TrainingConfig
+from pneumo_core.contract import LR_SCHEDULES, MONITORS, TrainingConfig
 from pneumo_core.data import resolve_data_dir
 from pneumo_core.model import ARCHITECTURES
 
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-zoom-in", type=float, help="training zoom-in of up to this fraction of the image (default 0.12)"
     )
     parser.add_argument("--patience", type=int, dest="early_stopping_patience", help="early-stopping patience (epochs)")
-    parser.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="learning-rate schedule (default plateau)")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="learning-rate schedule (default plateau)")
     parser.add_argument("--weight-average", type=float, help="EMA momentum of the weights, e.g. 0.99 (default 0: off)")
     parser.add_argument("--weight-decay", type=float, help="AdamW decay of the kernels, e.g. 0.05 (0: off)")
     parser.add_argument(
@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--monitor",
-        choices=["val_loss", "val_calibrated_loss"],
+        choices=MONITORS,
         help="what early stopping and the plateau schedule follow (default val_loss)",
     )
     parser.add_argument("--members", type=int, help="train N networks and merge them into one averaging model")
