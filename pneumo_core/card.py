@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .contract import ZOOM_OUT, TrainingConfig
+from .contract import CLASS_NAMES, ZOOM_OUT, TrainingConfig
 
 
 def _pct(value: float | None) -> str:
@@ -101,6 +101,11 @@ def _monitored(config: dict[str, Any]) -> str:
     if config.get("monitor", "val_loss") == "val_calibrated_loss":
         return "temperature-calibrated validation log-loss"
     return "validation loss"
+
+
+def _class_weights(weights: dict) -> str:
+    """``{0: 1.947, 1: 0.673}`` (keys are strings once read back from JSON) -> ``NORMAL 1.947, PNEUMONIA 0.673``."""
+    return ", ".join(f"{CLASS_NAMES[int(label)]} {weight:.3f}" for label, weight in sorted(weights.items()))
 
 
 def _optimizer(config: dict[str, Any]) -> str:
@@ -245,7 +250,7 @@ def model_card(metadata: dict[str, Any]) -> str:
         f"{config['batch_size']}, up to {config['epochs']} epochs{' per member' if config.get('members', 1) > 1 else ''} "
         f"({_epochs_run(metadata)} run, early stopping on {_monitored(config)}, patience "
         f"{config['early_stopping_patience']}){_batchnorm(config)}, label smoothing {config['label_smoothing']}, class weights "
-        f"{ {k: round(v, 3) for k, v in data['class_weights'].items()} }, augmentation "
+        f"{_class_weights(data['class_weights'])}, augmentation "
         f"{_augmentation(config)}, seed {config['seed']}.",
         *_calibration_lines(contract, metadata.get("calibration")),
         f"- Operating threshold: {contract['operating_threshold']:.3f}, chosen by {metadata['threshold_method']}. "

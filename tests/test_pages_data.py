@@ -121,6 +121,22 @@ def test_shipped_model_cards_are_what_their_metadata_generates(name: str) -> Non
     assert model_card(json.loads((folder / "metadata.json").read_text())) == (folder / "MODEL_CARD.md").read_text()
 
 
+def test_model_card_names_class_weights_the_same_at_training_time_and_read_back_from_json() -> None:
+    """Training writes the card from int-keyed class weights, later rewrites from metadata.json
+    (string keys); both must read "NORMAL ..., PNEUMONIA ..."."""
+    import json
+
+    from conftest import SHIPPED_MODELS
+
+    from pneumo_core.card import model_card
+
+    metadata = json.loads((SHIPPED_MODELS / "pneumonia-cnn-v1" / "metadata.json").read_text())
+    as_trained = json.loads(json.dumps(metadata))
+    as_trained["data"]["class_weights"] = {int(k): v for k, v in metadata["data"]["class_weights"].items()}
+    assert model_card(as_trained) == model_card(metadata)
+    assert "class weights NORMAL 1.947, PNEUMONIA 0.673," in model_card(metadata)
+
+
 def test_probabilities_never_read_as_certain() -> None:
     assert [probability_percent(p) for p in (0.99996, 0.9995, 0.9994, 0.5, 0.0005, 0.0001, 0.0)] == [
         ">99.9%",
