@@ -26,7 +26,7 @@ MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 PREDICTIONS_FILE = "test_predictions.csv"
 CARD_FILE = "MODEL_CARD.md"
-SHIPPED_DEFAULT = "pneumonia-cnn-v1"
+SHIPPED_DEFAULT = "pneumonia-cnn-v3"
 """The model committed with the project: the fallback when the configured default is unusable."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

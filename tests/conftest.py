@@ -79,9 +79,12 @@ def tiny_classifier(tiny_registry: Path):
 
 @pytest.fixture(scope="session")
 def shipped_classifier():
-    from pneumo_core import Classifier
+    """The model users get: the one ``models/DEFAULT`` names (and the registry falls back to)."""
+    from pneumo_core import Classifier, registry
 
-    return Classifier.load(SHIPPED_MODELS / "pneumonia-cnn-v1")
+    default = (SHIPPED_MODELS / registry.DEFAULT_POINTER).read_text().strip()
+    assert default == registry.SHIPPED_DEFAULT
+    return Classifier.load(SHIPPED_MODELS / default)
 
 
 def encode(array: np.ndarray, fmt: str, **kwargs) -> bytes:
