@@ -96,7 +96,7 @@ def _residual_block(x, filters: int, stride: int, name: str, momentum: float = 0
 def _compact_resnet(x, width: int, prefix: str = "", bn_momentum: float = 0.99):
     """A small ResNet for single-channel radiographs: stem /4, stages /8, /16, /16.
 
-    The last stage keeps /16 resolution (14 x 14 at 224 px, 8 x 8 at 128 px for v3) so Grad-CAM is
+    The last stage keeps /16 resolution (14 x 14 at 224 px, 8 x 8 at 128 px) so Grad-CAM is
     not a /32 blur.
     ``prefix`` names an ensemble member's layers (see ``merge_members``); ``bn_momentum`` is that
     of the BatchNorm moving statistics (``TrainingConfig.bn_momentum``).
