@@ -38,12 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from pneumo_core import Classifier
+    from pneumo_core.errors import ModelLoadError
 
     originals = sorted((Path(args.data) / "val").rglob("*.jpeg"))
     if not originals:
         parser.error(f"no original-size images under {args.data}/val")
     for name in args.model:
-        classifier = Classifier.load(name)
+        try:
+            classifier = Classifier.load(name)
+        except (ModelLoadError, ValueError) as exc:
+            parser.error(str(exc))
         gaps, same = [], 0
         for path in originals:
             full, copy = classifier.predict(path), classifier.predict(kaggle_copy(path))
