@@ -411,9 +411,10 @@ def epoch_callbacks(
 
     With weight averaging, the averaged weights are swapped into the model at the end of each epoch
     (and for validation), so validation loss, early stopping and the restored model all use them.
-    With ``config.bn_reestimate``, ``batchnorm_subset`` of ``x_fit`` re-estimates the BatchNorm statistics before each validation pass. Early
-    stopping and the plateau schedule follow ``config.monitor``; for ``"val_calibrated_loss"``,
-    ``validation`` (images, labels) is scored once more at the end of each epoch.
+    With ``config.bn_reestimate``, ``batchnorm_subset`` of ``x_fit`` re-estimates the BatchNorm
+    statistics before each validation pass. Early stopping and the plateau schedule follow
+    ``config.monitor``; for ``"val_calibrated_loss"``, ``validation`` (images, labels) is scored
+    once more at the end of each epoch.
     """
     import keras
 
