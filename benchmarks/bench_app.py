@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import ROOT, add_data_argument
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
@@ -33,10 +36,10 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", str(ROOT.parent / "shared/data/chest_xray")))
+    add_data_argument(parser)
     parser.add_argument("--uploads", type=int, default=8)
     args = parser.parse_args()
-    images = sorted((Path(args.data) / "val").rglob("*.jpeg"))[: args.uploads]
+    images = sorted((args.data / "val").rglob("*.jpeg"))[: args.uploads]
     port = free_port()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [

@@ -25,6 +25,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import add_data_argument
+
 
 def ood_images() -> dict[str, list[tuple[str, np.ndarray]]]:
     """Category -> [(name, image array)], no chest radiograph among them."""
@@ -92,7 +94,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", "../shared/data/chest_xray"))
+    add_data_argument(parser)
     parser.add_argument("--verbose", action="store_true", help="list every OOD image and its outcome")
     args = parser.parse_args()
     clf = Classifier.load(args.model)
@@ -116,7 +118,7 @@ def main() -> None:
                 print(f"    {line}")
     print(f"OOD overall: rejected {rejected_total}/{total} ({100 * rejected_total / total:.1f}%)")
 
-    data = Path(args.data)
+    data = args.data
     for label, files in (
         ("test set (224 px)", sorted((data / "test").rglob("*.jpeg"))),
         ("val set (original resolution)", sorted((data / "val").rglob("*.jpeg"))),

@@ -23,6 +23,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import add_data_argument
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -55,10 +57,10 @@ def big_jpeg(source: Path, folder: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", "../shared/data/chest_xray"))
+    add_data_argument(parser)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    data = Path(args.data)
+    data = args.data
 
     start = time.perf_counter()
     import keras  # noqa: F401

@@ -34,6 +34,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import add_data_argument
+
 
 def with_weights_of(network, source):
     """``network`` holding ``source``'s weights and BatchNorm statistics, layer by layer (by name;
@@ -47,7 +49,7 @@ def with_weights_of(network, source):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="pneumonia-cnn-v1", help="whose training configuration (default v1)")
-    parser.add_argument("--data", help="dataset root (default: $PNEUMO_DATA or data/chest_xray)")
+    add_data_argument(parser)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--trained", action="store_true", help="re-estimate the saved model's statistics instead")
     args = parser.parse_args(argv)
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from pneumo_core import registry
     from pneumo_core.contract import ModelContract, TrainingConfig
-    from pneumo_core.data import class_weights, load_arrays, resolve_data_dir, training_split
+    from pneumo_core.data import class_weights, load_arrays, training_split
     from pneumo_core.model import build_model, feature_layers
     from pneumo_core.training import loss as training_loss
     from pneumo_core.training import optimizer
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     folder = registry.resolve(args.model)
     config = TrainingConfig.from_dict(registry.read_metadata(folder)["training_config"])
     contract = ModelContract(input_size=config.image_size, feature_layers=feature_layers(config.arch, config.members))
-    fit, val = training_split(resolve_data_dir(args.data), config)
+    fit, val = training_split(args.data, config)
     x_fit, y_fit = load_arrays(fit, contract)
     x_val, y_val = load_arrays(val, contract)
     weights_by_class = class_weights(y_fit)
@@ -108,14 +110,14 @@ def main(argv: list[str] | None = None) -> None:
         )
 
 
-def trained(name: str, data: str | None) -> None:
+def trained(name: str, data: Path) -> None:
     """The saved model scored with stored and with re-estimated BatchNorm statistics."""
     import keras
     from sklearn.metrics import roc_auc_score
 
     from pneumo_core import Classifier
     from pneumo_core.contract import TrainingConfig
-    from pneumo_core.data import load_arrays, resolve_data_dir, training_split
+    from pneumo_core.data import load_arrays, training_split
     from pneumo_core.evaluation import temperature_scaled
     from pneumo_core.model import build_model
     from pneumo_core.training import batchnorm_subset, reestimate_batchnorm
@@ -124,7 +126,7 @@ def trained(name: str, data: str | None) -> None:
     clf = Classifier.load(name)
     config = TrainingConfig.from_dict(clf.metadata["training_config"])
     keras.utils.set_random_seed(config.seed)  # the augmentation's and dropout's draws in the re-estimation
-    fit, val = training_split(resolve_data_dir(data), config)
+    fit, val = training_split(data, config)
     unframed = clf.contract.with_calibration(operating_threshold=0.5, temperature=1.0, frame_scale=1.0)
     x_fit, _ = load_arrays(fit, unframed)
     x_val, y_val = load_arrays(val, unframed)

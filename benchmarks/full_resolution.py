@@ -23,6 +23,8 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import add_data_argument
+
 
 def kaggle_copy(path: Path) -> bytes:
     """The file as the Kaggle 224 px copies were made: Pillow's default resize, saved as JPEG."""
@@ -34,13 +36,13 @@ def kaggle_copy(path: Path) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="*", default=[None], help="registry names or folders (default: the default)")
-    parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", "../shared/data/chest_xray"))
+    add_data_argument(parser)
     args = parser.parse_args(argv)
 
     from pneumo_core import Classifier
     from pneumo_core.errors import ModelLoadError
 
-    originals = sorted((Path(args.data) / "val").rglob("*.jpeg"))
+    originals = sorted((args.data / "val").rglob("*.jpeg"))
     if not originals:
         parser.error(f"no original-size images under {args.data}/val")
     for name in args.model:

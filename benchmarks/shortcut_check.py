@@ -18,6 +18,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import add_data_argument
+
 
 def main() -> None:
     from pneumo_core import Classifier, registry
@@ -28,7 +30,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
-    parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", "../shared/data/chest_xray"))
+    add_data_argument(parser)
     parser.add_argument("--split", choices=["test", "validation"], default="test")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
@@ -36,9 +38,9 @@ def main() -> None:
         parser.error("--write stores the test-set check; drop --split")
     clf = Classifier.load(args.model)
     if args.split == "test":
-        samples = list_split(Path(args.data), "test")
+        samples = list_split(args.data, "test")
     else:
-        samples = training_split(Path(args.data), TrainingConfig.from_dict(clf.metadata["training_config"]))[1]
+        samples = training_split(args.data, TrainingConfig.from_dict(clf.metadata["training_config"]))[1]
     result = shortcut_check(clf, [s.path for s in samples], [s.label for s in samples])
     print(f"model: {clf.name}, split: {args.split}")
     print(json.dumps(result, indent=2))

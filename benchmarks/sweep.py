@@ -31,6 +31,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import add_data_argument
+
 
 def parse_variant(text: str) -> dict:
     """``"bn_momentum=0.9,lr_schedule=cosine"`` -> ``{"bn_momentum": 0.9, "lr_schedule": "cosine"}``."""
@@ -65,7 +67,7 @@ def calibrated_scores(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="dataset root (default: $PNEUMO_DATA or data/chest_xray)")
+    add_data_argument(parser)
     parser.add_argument("--config", help="a model's metadata.json to start from (default: TrainingConfig())")
     parser.add_argument("--base", default="", help="key=value[,key=value] applied to the config for every run")
     parser.add_argument("--variant", action="append", default=[], help="key=value[,key=value]; repeatable")
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     from pneumo_core.contract import ModelContract, TrainingConfig
-    from pneumo_core.data import class_weights, load_arrays, resolve_data_dir, training_split
+    from pneumo_core.data import class_weights, load_arrays, training_split
     from pneumo_core.model import feature_layers
     from pneumo_core.training import _fit_member
 
@@ -91,9 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(c.image_size != base.image_size for c in configs):
         raise SystemExit("error: variants must share image_size (the arrays are loaded once)")
 
-    data_dir = resolve_data_dir(args.data)
     contract = ModelContract(input_size=base.image_size, feature_layers=feature_layers(base.arch))
-    fit_samples, val_samples = training_split(data_dir, base)
+    fit_samples, val_samples = training_split(args.data, base)
     started = time.time()
     x_fit, y_fit = load_arrays(fit_samples, contract)
     x_val, y_val = load_arrays(val_samples, contract)

@@ -35,6 +35,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import add_data_argument
+
 
 def paired_interval(differences: np.ndarray, n_resamples: int = 5000, seed: int = 0) -> tuple[float, float]:
     """95% percentile-bootstrap interval of the mean of per-image differences."""
@@ -93,7 +95,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="*", default=[None])
-    parser.add_argument("--data", default=os.environ.get("PNEUMO_DATA", "../shared/data/chest_xray"))
+    add_data_argument(parser)
     parser.add_argument("--ensemble", action="store_true")
     parser.add_argument("--tta", type=lambda text: [float(v) for v in text.split(",")], default=None)
     parser.add_argument(
@@ -101,7 +103,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     for split in ("train", "test"):
-        normals = list((Path(args.data) / split / "NORMAL").glob("*"))
+        normals = list((args.data / split / "NORMAL").glob("*"))
         if normals:
             share = np.mean([path.name.upper().startswith("NORMAL2-") for path in normals])
             print(f"{split}/NORMAL: {len(normals)} images, {share:.1%} NORMAL2- (file names only)")
@@ -109,7 +111,7 @@ def main() -> None:
     for name in args.model:
         clf = Classifier.load(name)
         config = TrainingConfig.from_dict(clf.metadata["training_config"])
-        _, val = training_split(Path(args.data), config)
+        _, val = training_split(args.data, config)
         x, y = load_arrays(val, clf.contract)
         p = np.clip(clf.probabilities(x), 1e-7, 1 - 1e-7)
         print(
