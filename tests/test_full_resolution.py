@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
-from conftest import ROOT
 
-spec = importlib.util.spec_from_file_location("full_resolution", ROOT / "benchmarks" / "full_resolution.py")
-full_resolution = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(full_resolution)
+from benchmarks import full_resolution
 
 
 def test_full_size_and_kaggle_style_copy_agree(shipped_classifier, data_root: Path) -> None:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
 
-spec = importlib.util.spec_from_file_location("sweep", ROOT / "benchmarks" / "sweep.py")
-sweep = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sweep)
+from benchmarks import sweep
 
 
 def test_variants_parse_as_json_values_or_bare_strings() -> None:
