@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from pneumo_core import registry
-from pneumo_core.contract import LR_SCHEDULES, MONITORS, TrainingConfig
+from pneumo_core.contract import LR_SCHEDULES, MONITORS, NORMALIZATIONS, TrainingConfig
 from pneumo_core.data import resolve_data_dir
 from pneumo_core.model import ARCHITECTURES
 
@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, dest="learning_rate")
     parser.add_argument("--image-size", type=int)
+    parser.add_argument(
+        "--normalization", choices=NORMALIZATIONS, help="intensity normalization (default equalize_hist)"
+    )
     parser.add_argument("--arch", choices=ARCHITECTURES)
     parser.add_argument("--width", type=int, help="compact_resnet base width")
     parser.add_argument("--weights", help="local weights file for a keras.applications backbone")
@@ -82,7 +85,7 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
         values.update(json.loads(Path(args.config).read_text())["training_config"])
     overrides = {
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-        "image_size": args.image_size, "arch": args.arch, "width": args.width,
+        "image_size": args.image_size, "normalization": args.normalization, "arch": args.arch, "width": args.width,
         "train_subset": args.train_subset, "mixup": args.mixup, "border_erase": args.border_erase,
         "early_stopping_patience": args.early_stopping_patience, "target_sensitivity": args.target_sensitivity, "seed": args.seed,
         "lr_schedule": args.lr_schedule, "members": args.members, "max_zoom_in": args.max_zoom_in,

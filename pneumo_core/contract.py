@@ -12,7 +12,11 @@ from typing import Any
 CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 """Label order: index 1 is the positive class the sigmoid output scores."""
 
-NORMALIZATIONS = ("equalize_hist", "none")
+NORMALIZATIONS = ("equalize_hist", "clahe", "none")
+CLAHE_CLIP_LIMIT = 2.0
+CLAHE_TILES = 8
+"""``"clahe"``: contrast-limited adaptive histogram equalization (Zuiderveld 1994) on an
+``CLAHE_TILES`` x ``CLAHE_TILES`` grid of the model-size image, clipped at ``CLAHE_CLIP_LIMIT``."""
 LR_SCHEDULES = ("plateau", "cosine")
 MONITORS = ("val_loss", "val_calibrated_loss")
 ZOOM_OUT = 0.12
@@ -28,7 +32,8 @@ class ModelContract:
             the aspect ratio, as the Kaggle 224 px copies were).
         channels: model input channels (1: grayscale).
         normalization: intensity normalization applied by ``imaging.to_model_input`` before the
-            model; ``"equalize_hist"`` maps any monotone contrast change to the same input.
+            model; ``"equalize_hist"`` maps any monotone contrast change to the same input;
+            ``"clahe"`` equalizes each region of the image separately (local contrast).
         class_names: labels for output 0 and 1; the sigmoid scores ``class_names[1]``.
         operating_threshold: calibrated probability at or above which the verdict is the positive
             class; chosen on the validation split, never on test.
@@ -125,6 +130,9 @@ class TrainingConfig:
     batch_size: int = 32
     learning_rate: float = 2e-3
     image_size: int = 224
+    normalization: str = "equalize_hist"
+    """The contract's intensity normalization (``NORMALIZATIONS``): ``"equalize_hist"``, global
+    histogram equalization; ``"clahe"``, local (tiled, contrast-limited) equalization."""
     arch: str = "compact_resnet"
     width: int = 32
     dropout: float = 0.3
@@ -200,6 +208,8 @@ class TrainingConfig:
             problems.append(
                 "bn_reestimate and weight_average cannot be combined (the averaged weights have no statistics of their own)"
             )
+        if self.normalization not in NORMALIZATIONS:
+            problems.append(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
         if self.monitor not in MONITORS:
             problems.append(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
         if self.lr_schedule not in LR_SCHEDULES:

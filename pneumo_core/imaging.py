@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from .contract import ModelContract
+from .contract import CLAHE_CLIP_LIMIT, CLAHE_TILES, ModelContract
 from .errors import InputError
 
 MAX_UPLOAD_MB = 50
@@ -345,6 +345,8 @@ def normalized(pixels: np.ndarray, contract: ModelContract) -> np.ndarray:
         pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC))
     if contract.normalization == "equalize_hist":
         pixels = cv2.equalizeHist(pixels)
+    elif contract.normalization == "clahe":
+        pixels = cv2.createCLAHE(clipLimit=CLAHE_CLIP_LIMIT, tileGridSize=(CLAHE_TILES, CLAHE_TILES)).apply(pixels)
     return pixels.astype(np.float32)
 
 

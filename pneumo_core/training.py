@@ -273,7 +273,11 @@ def train(
     from .model import feature_layers, merge_members
 
     started = time.time()
-    contract = ModelContract(input_size=config.image_size, feature_layers=feature_layers(config.arch, config.members))
+    contract = ModelContract(
+        input_size=config.image_size,
+        normalization=config.normalization,
+        feature_layers=feature_layers(config.arch, config.members),
+    )
 
     _emit(on_event, "stage", message="Listing images")
     fit_samples, val_samples = training_split(data_dir, config)

@@ -63,6 +63,7 @@ def test_training_config_round_trip() -> None:
         {"bn_reestimate": -1},
         {"bn_reestimate": 64, "weight_average": 0.9},
         {"monitor": "val_auc"},
+        {"normalization": "zscore"},
     ],
 )
 def test_training_config_rejects_settings_that_would_fail_mid_run(bad: dict) -> None:

@@ -17,11 +17,17 @@ TINY = TrainingConfig(epochs=1, train_subset=80, image_size=64, width=8, batch_s
 
 
 def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path: Path) -> None:
-    """Two members with cosine decay, weight decay and weight averaging (the single-member path
-    runs in test_jobs.py through train.py)."""
+    """Two members with cosine decay, weight decay, weight averaging and CLAHE (the single-member
+    path runs in test_jobs.py through train.py)."""
     events: list[dict] = []
     config = replace(
-        TINY, members=2, lr_schedule="cosine", weight_average=0.9, weight_decay=0.05, monitor="val_calibrated_loss"
+        TINY,
+        members=2,
+        lr_schedule="cosine",
+        weight_average=0.9,
+        weight_decay=0.05,
+        monitor="val_calibrated_loss",
+        normalization="clahe",
     )
     result = train(data_root, config, tmp_path / "tiny-run", on_event=events.append)
     folder = result.path
@@ -29,7 +35,7 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
         assert (folder / name).exists(), name
     metadata = json.loads((folder / "metadata.json").read_text())
     assert 0 < metadata["contract"]["operating_threshold"] < 1
-    assert metadata["contract"]["input_size"] == 64
+    assert metadata["contract"]["input_size"] == 64 and metadata["contract"]["normalization"] == "clahe"
     assert metadata["test"]["n"] == 624 and len((folder / "test_predictions.csv").read_text().splitlines()) == 625
     assert metadata["training_config"]["train_subset"] == 80
     assert metadata["member_epochs"] == [1, 1] and len(metadata["history"]["val_loss"]) == 2
@@ -44,6 +50,7 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
     assert "Test" in card and "Reliability" in card and "EMA momentum 0.9" in card
     assert "AdamW (weight decay 0.05 on the kernels)" in card
     assert "early stopping on temperature-calibrated validation log-loss" in card
+    assert "intensity normalization `clahe`" in card
     classifier = Classifier.load(folder)
     assert classifier.model.get_layer("m1_stage4_out") is not None
     assert classifier.contract.operating_threshold == metadata["contract"]["operating_threshold"]
@@ -307,6 +314,8 @@ def test_train_py_flags_override_the_recorded_configuration() -> None:
         "0.05",
         "--monitor",
         "val_calibrated_loss",
+        "--normalization",
+        "clahe",
     ]
     config = script.build_config(
         script.parse_args(["--config", str(ROOT / "models/pneumonia-cnn-v1/metadata.json"), *flags])
@@ -314,6 +323,7 @@ def test_train_py_flags_override_the_recorded_configuration() -> None:
     changed = {k: v for k, v in config.to_dict().items() if k in v1 and v1[k] != v}
     assert changed == {} and (config.bn_reestimate, config.bn_momentum, config.weight_decay) == (1024, 0.9, 0.05)
     assert config.monitor == "val_calibrated_loss" and TrainingConfig.from_dict(v1).monitor == "val_loss"
+    assert config.normalization == "clahe" and TrainingConfig.from_dict(v1).normalization == "equalize_hist"
     assert TrainingConfig.from_dict(v1).bn_reestimate == 0 and TrainingConfig.from_dict(v1).bn_momentum == 0.99
     changes = config.to_dict()
     assert "re-estimated on 1024 training images" in _batchnorm(changes) and "momentum 0.9" in _batchnorm(changes)
