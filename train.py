@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--acquisition-augment", action="store_true", help="also blur, sharpen and add noise")
     parser.add_argument("--mixup", type=float, help="mixup Beta(alpha, alpha); 0 = off")
     parser.add_argument(
+        "--balanced-sampling", action="store_true", help="draw both classes equally often instead of class weights"
+    )
+    parser.add_argument(
         "--border-erase", type=float, help="probability of blacking out an image's border bands in training"
     )
     parser.add_argument(
@@ -100,6 +103,8 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
         values["augment"] = False
     if args.acquisition_augment:
         values["acquisition_augment"] = True
+    if args.balanced_sampling:
+        values["balanced_sampling"] = True
     return TrainingConfig.from_dict(values)
 
 

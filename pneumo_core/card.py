@@ -103,9 +103,14 @@ def _monitored(config: dict[str, Any]) -> str:
     return "validation loss"
 
 
-def _class_weights(weights: dict) -> str:
-    """``{0: 1.947, 1: 0.673}`` (keys are strings once read back from JSON) -> ``NORMAL 1.947, PNEUMONIA 0.673``."""
-    return ", ".join(f"{CLASS_NAMES[int(label)]} {weight:.3f}" for label, weight in sorted(weights.items()))
+def _class_balance(config: dict[str, Any], weights: dict) -> str:
+    """How the classes were balanced: ``class weights NORMAL 1.947, PNEUMONIA 0.673`` (the keys of
+    ``weights`` are strings once read back from JSON), or balanced sampling."""
+    if config.get("balanced_sampling"):
+        return "balanced sampling (each epoch drawn with replacement, both classes equally often; no class weights)"
+    return "class weights " + ", ".join(
+        f"{CLASS_NAMES[int(label)]} {weight:.3f}" for label, weight in sorted(weights.items())
+    )
 
 
 def _optimizer(config: dict[str, Any]) -> str:
@@ -249,8 +254,8 @@ def model_card(metadata: dict[str, Any]) -> str:
         f"- Training: {_optimizer(config)} lr {config['learning_rate']} ({_schedule(config)}), batch "
         f"{config['batch_size']}, up to {config['epochs']} epochs{' per member' if config.get('members', 1) > 1 else ''} "
         f"({_epochs_run(metadata)} run, early stopping on {_monitored(config)}, patience "
-        f"{config['early_stopping_patience']}){_batchnorm(config)}, label smoothing {config['label_smoothing']}, class weights "
-        f"{_class_weights(data['class_weights'])}, augmentation "
+        f"{config['early_stopping_patience']}){_batchnorm(config)}, label smoothing {config['label_smoothing']}, "
+        f"{_class_balance(config, data['class_weights'])}, augmentation "
         f"{_augmentation(config)}, seed {config['seed']}.",
         *_calibration_lines(contract, metadata.get("calibration")),
         f"- Operating threshold: {contract['operating_threshold']:.3f}, chosen by {metadata['threshold_method']}. "

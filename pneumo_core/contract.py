@@ -144,6 +144,9 @@ class TrainingConfig:
     max_zoom_in: float = 0.12
     """Training zoom-in of up to this fraction (0.3: the central 70% of the image filling the
     input), so how tightly a radiograph is collimated carries no label information."""
+    balanced_sampling: bool = False
+    """Draw each epoch's images with replacement so that both classes are equally frequent, instead
+    of weighting the loss by inverse class frequency (the default, class weights)."""
     validation_fraction: float = 0.15
     train_subset: int | None = None
     early_stopping_patience: int = 4

@@ -138,11 +138,15 @@ def training_batch(
     *,
     mixup: float = 0.0,
     border_erase: float = 0.0,
+    balanced: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training batch number ``step`` (counted across epochs): images, labels, sample weights.
 
     Each epoch is a fresh permutation; everything is drawn from generators seeded by
     (seed, epoch, batch), so batches do not depend on the order they are built in.
+
+    - ``balanced``: each epoch instead draws ``len(x)`` images with replacement, every class
+      equally likely (balanced sampling, in place of class weights: pass ``weights`` of ones).
 
     - ``mixup`` > 0: pairs blended with lambda ~ Beta(mixup, mixup) (Zhang et al. 2018); labels and
       the per-sample ``weights`` (class weights) blend the same way.
@@ -152,7 +156,12 @@ def training_batch(
     """
     steps = int(np.ceil(len(x) / batch_size))
     epoch, index = divmod(int(step), steps)
-    order = np.random.default_rng([seed, epoch]).permutation(len(x))
+    if balanced:
+        classes = y.astype(int)
+        chance = (1.0 / np.bincount(classes))[classes]
+        order = np.random.default_rng([seed, epoch]).choice(len(x), size=len(x), p=chance / chance.sum())
+    else:
+        order = np.random.default_rng([seed, epoch]).permutation(len(x))
     rng = np.random.default_rng([seed, epoch, index])
     first = order[index * batch_size : (index + 1) * batch_size]
     images, labels, blended = x[first].copy(), y[first].astype(np.float32), weights[first].copy()
@@ -185,7 +194,10 @@ def training_dataset(
     """
     import tensorflow as tf
 
-    weights = np.array([class_weight[int(label)] for label in y], dtype=np.float32)
+    if config.balanced_sampling:
+        weights = np.ones(len(y), dtype=np.float32)
+    else:
+        weights = np.array([class_weight[int(label)] for label in y], dtype=np.float32)
     labels = y.astype(np.float32)
     steps = int(np.ceil(len(x) / config.batch_size))
     size = x.shape[1:]
@@ -193,7 +205,7 @@ def training_dataset(
     def make(step: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return training_batch(
             x, labels, weights, config.batch_size, config.seed, int(step),
-            mixup=config.mixup, border_erase=config.border_erase,
+            mixup=config.mixup, border_erase=config.border_erase, balanced=config.balanced_sampling,
         )  # fmt: skip
 
     def build(step):
@@ -487,7 +499,7 @@ def _fit_member(
     which = f" member {member + 1} of {config.members}" if config.members > 1 else ""
     _emit(on_event, "stage", message=f"Training{which}")
     validation = (x_val, y_val.astype(np.float32))
-    if config.mixup > 0 or config.border_erase > 0:
+    if config.mixup > 0 or config.border_erase > 0 or config.balanced_sampling:
         batches, steps = training_dataset(x_fit, y_fit, weights_by_class, config)
         history = model.fit(
             batches, validation_data=validation, epochs=config.epochs, steps_per_epoch=steps,

@@ -17,8 +17,8 @@ TINY = TrainingConfig(epochs=1, train_subset=80, image_size=64, width=8, batch_s
 
 
 def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path: Path) -> None:
-    """Two members with cosine decay, weight decay, weight averaging and CLAHE (the single-member
-    path runs in test_jobs.py through train.py)."""
+    """Two members with cosine decay, weight decay, weight averaging, CLAHE and balanced sampling
+    (the single-member path, with class weights, runs in test_jobs.py through train.py)."""
     events: list[dict] = []
     config = replace(
         TINY,
@@ -28,6 +28,7 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
         weight_decay=0.05,
         monitor="val_calibrated_loss",
         normalization="clahe",
+        balanced_sampling=True,
     )
     result = train(data_root, config, tmp_path / "tiny-run", on_event=events.append)
     folder = result.path
@@ -50,7 +51,7 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
     assert "Test" in card and "Reliability" in card and "EMA momentum 0.9" in card
     assert "AdamW (weight decay 0.05 on the kernels)" in card
     assert "early stopping on temperature-calibrated validation log-loss" in card
-    assert "intensity normalization `clahe`" in card
+    assert "intensity normalization `clahe`" in card and "balanced sampling (each epoch" in card
     classifier = Classifier.load(folder)
     assert classifier.model.get_layer("m1_stage4_out") is not None
     assert classifier.contract.operating_threshold == metadata["contract"]["operating_threshold"]
@@ -102,6 +103,32 @@ def test_training_batches_mixup_and_border_erase() -> None:
     assert np.all(erased[:, 6:44, 6:44] == 200.0) and (erased == 0).any()
     assert set(np.unique(erased)) <= {0.0, 200.0} and np.isin(erased_labels, [0.0, 1.0]).all()
     assert np.array_equal(training_batch(bright, labels, weights, 16, seed=1, step=0)[0], bright)
+
+
+def test_balanced_sampling_draws_both_classes_equally_often() -> None:
+    """One normal to three pneumonias: an epoch of balanced sampling shows about as many of each,
+    with unit weights (no class weights on top); plain epochs show each image once."""
+    import numpy as np
+
+    from pneumo_core.card import _class_balance
+    from pneumo_core.training import training_batch, training_dataset
+
+    x = np.arange(400, dtype=np.float32).reshape(400, 1, 1, 1)
+    y = (np.arange(400) >= 100).astype(np.float32)
+    ones = np.ones(400, np.float32)
+    epoch = [training_batch(x, y, ones, 40, seed=1, step=s, balanced=True) for s in range(10)]
+    labels = np.concatenate([b[1] for b in epoch])
+    assert labels.size == 400 and 0.42 < labels.mean() < 0.58
+    assert np.array_equal(np.concatenate([b[0] for b in epoch]).ravel() >= 100, labels == 1)  # images match labels
+    plain = np.concatenate([training_batch(x, y, ones, 40, seed=1, step=s)[0] for s in range(10)]).ravel()
+    assert np.array_equal(np.sort(plain), np.arange(400))
+    config = TrainingConfig(batch_size=40, seed=1, epochs=1, balanced_sampling=True)
+    dataset, steps = training_dataset(x, y.astype(int), {0: 2.0, 1: 0.667}, config)
+    batches = list(dataset.as_numpy_iterator())
+    assert steps == 10 and np.array_equal(batches[3][1], epoch[3][1])
+    assert all(np.all(b[2] == 1.0) for b in batches)
+    assert _class_balance({"balanced_sampling": True}, {0: 2.0, 1: 0.667}).startswith("balanced sampling")
+    assert _class_balance({}, {"0": 2.0, "1": 0.667}) == "class weights NORMAL 2.000, PNEUMONIA 0.667"
 
 
 def test_merged_members_average_the_logits_and_explain() -> None:
@@ -316,6 +343,7 @@ def test_train_py_flags_override_the_recorded_configuration() -> None:
         "val_calibrated_loss",
         "--normalization",
         "clahe",
+        "--balanced-sampling",
     ]
     config = script.build_config(
         script.parse_args(["--config", str(ROOT / "models/pneumonia-cnn-v1/metadata.json"), *flags])
@@ -324,6 +352,7 @@ def test_train_py_flags_override_the_recorded_configuration() -> None:
     assert changed == {} and (config.bn_reestimate, config.bn_momentum, config.weight_decay) == (1024, 0.9, 0.05)
     assert config.monitor == "val_calibrated_loss" and TrainingConfig.from_dict(v1).monitor == "val_loss"
     assert config.normalization == "clahe" and TrainingConfig.from_dict(v1).normalization == "equalize_hist"
+    assert config.balanced_sampling and not TrainingConfig.from_dict(v1).balanced_sampling
     assert TrainingConfig.from_dict(v1).bn_reestimate == 0 and TrainingConfig.from_dict(v1).bn_momentum == 0.99
     changes = config.to_dict()
     assert "re-estimated on 1024 training images" in _batchnorm(changes) and "momentum 0.9" in _batchnorm(changes)
