@@ -501,8 +501,9 @@ def _fit_member(
     validation = (x_val, y_val.astype(np.float32))
     if config.mixup > 0 or config.border_erase > 0 or config.balanced_sampling:
         batches, steps = training_dataset(x_fit, y_fit, weights_by_class, config)
+        # shuffle=False: training_batch draws each epoch's order itself (Keras would only warn)
         history = model.fit(
-            batches, validation_data=validation, epochs=config.epochs, steps_per_epoch=steps,
+            batches, validation_data=validation, epochs=config.epochs, steps_per_epoch=steps, shuffle=False,
             callbacks=callbacks, verbose=0,
         )  # fmt: skip
     else:
