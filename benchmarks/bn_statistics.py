@@ -61,15 +61,15 @@ def main(argv: list[str] | None = None) -> None:
     from sklearn.metrics import roc_auc_score
 
     from pneumo_core import registry
-    from pneumo_core.contract import ModelContract, TrainingConfig
+    from pneumo_core.contract import TrainingConfig
     from pneumo_core.data import class_weights, load_arrays, training_split
-    from pneumo_core.model import build_model, feature_layers
+    from pneumo_core.model import build_model
+    from pneumo_core.training import contract_for, optimizer
     from pneumo_core.training import loss as training_loss
-    from pneumo_core.training import optimizer
 
     folder = registry.resolve(args.model)
     config = TrainingConfig.from_dict(registry.read_metadata(folder)["training_config"])
-    contract = ModelContract(input_size=config.image_size, feature_layers=feature_layers(config.arch, config.members))
+    contract = contract_for(config)
     fit, val = training_split(args.data, config)
     x_fit, y_fit = load_arrays(fit, contract)
     x_val, y_val = load_arrays(val, contract)

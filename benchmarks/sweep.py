@@ -77,10 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from pneumo_core.contract import ModelContract, TrainingConfig
+    from pneumo_core.contract import TrainingConfig
     from pneumo_core.data import class_weights, load_arrays, training_split
-    from pneumo_core.model import feature_layers
-    from pneumo_core.training import _fit_member
+    from pneumo_core.training import _fit_member, contract_for
 
     values = TrainingConfig().to_dict()
     if args.config:
@@ -90,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     variants = [parse_variant(v) for v in args.variant] or [{}]
     configs = [TrainingConfig.from_dict({**values, **v}) for v in variants]  # validated before any training
     seeds = [int(s) for s in args.seeds.split(",") if s] or [base.seed]
-    if any(c.image_size != base.image_size for c in configs):
-        raise SystemExit("error: variants must share image_size (the arrays are loaded once)")
+    if any((c.image_size, c.normalization) != (base.image_size, base.normalization) for c in configs):
+        raise SystemExit("error: variants must share image_size and normalization (the arrays are loaded once)")
 
-    contract = ModelContract(input_size=base.image_size, feature_layers=feature_layers(base.arch))
+    contract = contract_for(replace(base, members=1))
     fit_samples, val_samples = training_split(args.data, base)
     started = time.time()
     x_fit, y_fit = load_arrays(fit_samples, contract)

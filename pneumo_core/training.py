@@ -147,7 +147,6 @@ def training_batch(
 
     - ``balanced``: each epoch instead draws ``len(x)`` images with replacement, every class
       equally likely (balanced sampling, in place of class weights: pass ``weights`` of ones).
-
     - ``mixup`` > 0: pairs blended with lambda ~ Beta(mixup, mixup) (Zhang et al. 2018); labels and
       the per-sample ``weights`` (class weights) blend the same way.
     - ``border_erase`` > 0: with this probability per image, each side's border band is blacked out
@@ -267,6 +266,18 @@ def calibrate(
     return Calibration(contract, method, probabilities, embeddings, scores)
 
 
+def contract_for(config: TrainingConfig) -> ModelContract:
+    """The contract a configuration trains for, before calibration: input size, normalization and
+    the input gate's feature layers (training, and benchmarks that retrain, load images through it)."""
+    from .model import feature_layers
+
+    return ModelContract(
+        input_size=config.image_size,
+        normalization=config.normalization,
+        feature_layers=feature_layers(config.arch, config.members),
+    )
+
+
 def train(
     data_dir: Path,
     config: TrainingConfig,
@@ -282,14 +293,10 @@ def train(
     import keras
 
     from .classifier import Classifier
-    from .model import feature_layers, merge_members
+    from .model import merge_members
 
     started = time.time()
-    contract = ModelContract(
-        input_size=config.image_size,
-        normalization=config.normalization,
-        feature_layers=feature_layers(config.arch, config.members),
-    )
+    contract = contract_for(config)
 
     _emit(on_event, "stage", message="Listing images")
     fit_samples, val_samples = training_split(data_dir, config)

@@ -22,6 +22,9 @@ def test_variants_parse_as_json_values_or_bare_strings() -> None:
 def test_a_bad_variant_is_refused_before_any_training(data_root: Path) -> None:
     with pytest.raises(ValueError, match="bn_momentum"):
         sweep.main(["--data", str(data_root), "--variant", "epochs=1", "--variant", "bn_momentum=1.5"])
+    # the images are loaded once, through the base's contract, so a variant cannot change it
+    with pytest.raises(SystemExit, match="normalization"):
+        sweep.main(["--data", str(data_root), "--variant", "normalization=clahe"])
 
 
 def test_each_variant_and_seed_gets_a_scored_row(data_root: Path, tmp_path: Path) -> None:
