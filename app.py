@@ -6,6 +6,7 @@ streamlit run app.py
 import streamlit as st
 
 import ui
+from pneumo_core import api
 
 st.set_page_config(page_title="Pneumonia X-ray assistant", page_icon=":material/radiology:", layout="wide")
 
@@ -17,5 +18,5 @@ pages = [
 ]
 page = st.navigation(pages)
 ui.model_selector()
-st.sidebar.caption("Demo and teaching tool, not a medical device.")
+st.sidebar.caption(api.DISCLAIMER)
 page.run()

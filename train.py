@@ -1,7 +1,7 @@
 """Train a pneumonia classifier and register it in models/.
 
-    python train.py --data ../shared/data/chest_xray --out models/my-model
-    python train.py --config models/pneumonia-cnn-v1/metadata.json --out models/pneumonia-cnn-v1
+    python train.py --data data/chest_xray --out models/my-model
+    python train.py --config models/pneumonia-cnn-v3/metadata.json --out models/pneumonia-cnn-v3
 
 Prints progress, then validation and test metrics and where the model went. ``--events FILE``
 appends progress as JSON lines (the app's Retrain page reads them).
@@ -18,56 +18,26 @@ import time
 from pathlib import Path
 
 from pneumo_core import registry
-from pneumo_core.contract import LR_SCHEDULES, MONITORS, NORMALIZATIONS, TrainingConfig
-from pneumo_core.data import resolve_data_dir
-from pneumo_core.model import ARCHITECTURES
+from pneumo_core.config import ARCHITECTURES, TrainingConfig
+from pneumo_core.data import DATA_HELP, resolve_data_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="dataset root with train/ and test/ (default: $PNEUMO_DATA or data/chest_xray)")
-    parser.add_argument("--config", help="a model's metadata.json: reuse its training configuration")
+    parser.add_argument("--data", help=f"dataset root with train/ and test/ ({DATA_HELP})")
+    parser.add_argument(
+        "--config", help="a model's metadata.json (or a run's config.json): reuse its training configuration"
+    )
     parser.add_argument("--out", help="output model folder (default: models/run-<timestamp>)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, dest="learning_rate")
     parser.add_argument("--image-size", type=int)
-    parser.add_argument(
-        "--normalization", choices=NORMALIZATIONS, help="intensity normalization (default equalize_hist)"
-    )
     parser.add_argument("--arch", choices=ARCHITECTURES)
     parser.add_argument("--width", type=int, help="compact_resnet base width")
     parser.add_argument("--weights", help="local weights file for a keras.applications backbone")
     parser.add_argument("--no-augment", action="store_true")
-    parser.add_argument("--acquisition-augment", action="store_true", help="also blur, sharpen and add noise")
-    parser.add_argument("--mixup", type=float, help="mixup Beta(alpha, alpha); 0 = off")
-    parser.add_argument(
-        "--balanced-sampling", action="store_true", help="draw both classes equally often instead of class weights"
-    )
-    parser.add_argument(
-        "--border-erase", type=float, help="probability of blacking out an image's border bands in training"
-    )
-    parser.add_argument(
-        "--max-zoom-in", type=float, help="training zoom-in of up to this fraction of the image (default 0.12)"
-    )
     parser.add_argument("--patience", type=int, dest="early_stopping_patience", help="early-stopping patience (epochs)")
-    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="learning-rate schedule (default plateau)")
-    parser.add_argument("--weight-average", type=float, help="EMA momentum of the weights, e.g. 0.99 (default 0: off)")
-    parser.add_argument("--weight-decay", type=float, help="AdamW decay of the kernels, e.g. 0.05 (0: off)")
-    parser.add_argument(
-        "--bn-momentum", type=float, help="BatchNorm moving-statistics momentum (default 0.99; 0.9 tracks faster)"
-    )
-    parser.add_argument(
-        "--bn-reestimate",
-        type=int,
-        metavar="N",
-        help="re-estimate BatchNorm statistics on N training images before each validation pass (0: off)",
-    )
-    parser.add_argument(
-        "--monitor",
-        choices=MONITORS,
-        help="what early stopping and the plateau schedule follow (default val_loss)",
-    )
     parser.add_argument("--members", type=int, help="train N networks and merge them into one averaging model")
     parser.add_argument("--train-subset", type=int, help="train on a stratified subset of N images")
     parser.add_argument(
@@ -88,23 +58,15 @@ def build_config(args: argparse.Namespace) -> TrainingConfig:
         values.update(json.loads(Path(args.config).read_text())["training_config"])
     overrides = {
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-        "image_size": args.image_size, "normalization": args.normalization, "arch": args.arch, "width": args.width,
-        "train_subset": args.train_subset, "mixup": args.mixup, "border_erase": args.border_erase,
-        "early_stopping_patience": args.early_stopping_patience, "target_sensitivity": args.target_sensitivity, "seed": args.seed,
-        "lr_schedule": args.lr_schedule, "members": args.members, "max_zoom_in": args.max_zoom_in,
-        "weight_average": args.weight_average, "weight_decay": args.weight_decay,
-        "bn_momentum": args.bn_momentum, "bn_reestimate": args.bn_reestimate,
-        "monitor": args.monitor,
+        "image_size": args.image_size, "arch": args.arch, "width": args.width, "train_subset": args.train_subset,
+        "early_stopping_patience": args.early_stopping_patience, "target_sensitivity": args.target_sensitivity,
+        "seed": args.seed, "members": args.members,
     }  # fmt: skip
     values.update({k: v for k, v in overrides.items() if v is not None})
     if args.target_sensitivity == 0:
         values["target_sensitivity"] = None
     if args.no_augment:
         values["augment"] = False
-    if args.acquisition_augment:
-        values["acquisition_augment"] = True
-    if args.balanced_sampling:
-        values["balanced_sampling"] = True
     return TrainingConfig.from_dict(values)
 
 
@@ -134,7 +96,6 @@ class ConsoleProgress:
             print(
                 f"{_member(event)}epoch {event['epoch']}/{event['epochs']} ({event['seconds']:.0f}s): loss {logs.get('loss', 0):.4f} "
                 f"auc {logs.get('auc', 0):.4f} val_loss {logs.get('val_loss', 0):.4f} val_auc {logs.get('val_auc', 0):.4f} "
-                + (f"val_calibrated_loss {logs['val_calibrated_loss']:.4f} " if "val_calibrated_loss" in logs else "")
                 + f"lr {logs['learning_rate']:.2e}",
                 flush=True,
             )
@@ -159,13 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = build_config(args)
+    except (OSError, KeyError, json.JSONDecodeError) as exc:
+        print(f"error: cannot read the configuration {args.config}: {exc}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     data_dir = resolve_data_dir(args.data)
     if not (data_dir / "train").is_dir():
         print(
-            f"error: no dataset at {data_dir} (expected {data_dir}/train/NORMAL and .../PNEUMONIA); pass --data or set PNEUMO_DATA",
+            f"error: no dataset at {data_dir} (expected {data_dir}/train/NORMAL and .../PNEUMONIA); {DATA_HELP}",
             file=sys.stderr,
         )
         return 2
@@ -176,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    from pneumo_core.training import TrainingCancelled, train
+    from pneumo_core.progress import TrainingCancelled
+    from pneumo_core.training import train
 
     progress = ConsoleProgress(args.events)
     print(f"Training {config.arch} on {data_dir} -> {out}", flush=True)

@@ -1,30 +1,29 @@
-"""Streamlit glue shared by the pages: cached model loading and the model selector.
+"""Streamlit glue shared by the pages: cached model loading, the model selector, the disclaimer.
 
-The only module besides the pages that imports streamlit; ``pneumo_core`` never does.
+The only module besides the pages that imports streamlit; ``pneumo_core`` never does. Like the
+pages, it reaches the core through ``pneumo_core.api`` alone.
 """
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import streamlit as st
 
-from pneumo_core import Analysis, Classifier, InputError, registry
-from pneumo_core.data import resolve_data_dir
+from pneumo_core import api
 
 MODEL_KEY = "model_name"
 MAX_CACHED_ANALYSES = 100
 
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=4)
-def _load(name: str, models_dir: str) -> tuple[Classifier, str | None]:
-    return Classifier.load_or_fallback(name)
+def _load(name: str, models_dir: str) -> tuple[api.Classifier, str | None]:
+    return api.Classifier.load_or_fallback(name)
 
 
-def classifier(name: str | None = None) -> Classifier:
+def classifier(name: str | None = None) -> api.Classifier:
     """The named or selected model (loaded once per process); shows a warning if it fell back."""
-    clf, warning = _load(name or selected_model(), str(registry.models_dir()))
+    clf, warning = _load(name or selected_model(), str(api.registry.models_dir()))
     if warning:
         st.warning(warning)
     return clf
@@ -33,33 +32,28 @@ def classifier(name: str | None = None) -> Classifier:
 def selected_model() -> str:
     names = model_names()
     name = st.session_state.get(MODEL_KEY)
-    return name if name in names else registry.default_name()
+    return name if name in names else api.registry.default_name()
 
 
 def model_names() -> list[str]:
-    return [info.name for info in registry.list_models()]
+    return [info.name for info in api.registry.list_models()]
 
 
 def model_selector() -> None:
     """Sidebar choice of model; the default model is preselected."""
-    names = model_names() or [registry.default_name()]
+    default = api.registry.default_name()
+    names = model_names() or [default]
     current = selected_model()
     st.sidebar.selectbox(
         "Model",
         names,
         index=names.index(current) if current in names else 0,
         key=MODEL_KEY,
-        format_func=lambda n: f"{n} (default)" if n == registry.default_name() else n,
+        format_func=lambda n: f"{n} (default)" if n == default else n,
     )
 
 
-def data_dir() -> Path | None:
-    """The dataset folder if one is configured and present (examples, gallery, retraining)."""
-    path = resolve_data_dir()
-    return path if (path / "test").is_dir() or (path / "train").is_dir() else None
-
-
-def analyze_cached(data: bytes) -> Analysis | InputError:
+def analyze_cached(data: bytes) -> api.Analysis | api.InputError:
     """Analyze once per (model, file content) per session; sliders do not rerun the model.
 
     Results live in the session's memory only: uploads are never written to disk.
@@ -70,7 +64,7 @@ def analyze_cached(data: bytes) -> Analysis | InputError:
     if key not in store:
         try:
             store[key] = clf.analyze(data)
-        except InputError as error:
+        except api.InputError as error:
             store[key] = error
         while len(store) > MAX_CACHED_ANALYSES:
             store.pop(next(iter(store)))  # oldest first: memory stays bounded
@@ -78,4 +72,4 @@ def analyze_cached(data: bytes) -> Analysis | InputError:
 
 
 def disclaimer() -> None:
-    st.caption("Demo and teaching tool, not a medical device. Do not use for decisions about real patients.")
+    st.caption(api.DISCLAIMER_LONG)

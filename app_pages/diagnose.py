@@ -5,17 +5,14 @@ from dataclasses import replace
 import streamlit as st
 
 import ui
-from pneumo_core import InputError
-from pneumo_core.imaging import MAX_UPLOAD_MB, overlay
-from pneumo_core.report import probability_percent, report_png
-from pneumo_core.worklist import example_images, worklist_csv, worklist_rows
+from pneumo_core import api
 
 st.title("Diagnose")
 ui.disclaimer()
 clf = ui.classifier()
 
 uploads = st.file_uploader(
-    f"Chest X-rays: JPEG, PNG or DICOM (.dcm or no extension), up to {MAX_UPLOAD_MB} MB each",
+    f"Chest X-rays: JPEG, PNG or DICOM (.dcm or no extension), up to {api.MAX_UPLOAD_MB} MB each",
     accept_multiple_files=True,
     key="uploads",
     help="Upload the whole radiograph as acquired, not a cropped or zoomed-in part: the model calls many tightly "
@@ -23,24 +20,19 @@ uploads = st.file_uploader(
 )
 files = [(u.name, u.getvalue()) for u in uploads or []]
 
-examples = example_images(ui.data_dir())
+examples = api.example_images(api.data_dir())
 if examples and not files:
     choice = st.selectbox("...or try an example from the dataset", ["(none)", *examples], key="example")
     if choice != "(none)":
         files = [(choice, examples[choice].read_bytes())]
 
-calibrated_for = clf.contract.calibration_prevalence
-prevalence = calibrated_for
-if calibrated_for is not None:
-    test = clf.metadata.get("test") or {}
-    test_share = f" (the official test set has {100 * test['n_positive'] / test['n']:.1f}%)" if test else ""
-    percent = st.sidebar.slider(
-        "Pneumonia prevalence in your setting (%)", 1, 99, round(100 * calibrated_for), key="prevalence",
-        help=f"The probabilities are calibrated for the {100 * calibrated_for:.0f}% pneumonia among the validation "
-        f"patients{test_share}. Set the share of pneumonia among the patients you image and each probability is "
-        "re-expressed for it by Bayes' rule. Verdicts do not change: the threshold moves with the probabilities.",
-    )  # fmt: skip
-    prevalence = calibrated_for if percent == round(100 * calibrated_for) else percent / 100
+setting = api.prevalence_setting(clf)
+prevalence = None
+if setting is not None:
+    chosen = st.sidebar.slider(
+        "Pneumonia prevalence in your setting (%)", 1, 99, setting.default_percent, key="prevalence", help=setting.help
+    )
+    prevalence = setting.prevalence(chosen)
 
 if not files:
     st.info("Upload one or more images to get a verdict.")
@@ -50,18 +42,20 @@ bar = st.progress(0.0, text="Reading images...") if len(files) > 1 else None
 results = []
 for done, (name, data) in enumerate(files, start=1):
     result = ui.analyze_cached(data)
-    if not isinstance(result, InputError) and prevalence != calibrated_for:
+    if not isinstance(result, api.InputError) and setting is not None and prevalence != setting.calibrated_for:
         result = replace(result, prediction=result.prediction.at_prevalence(prevalence))
     results.append((name, result))
     if bar is not None:
         bar.progress(done / len(files), text=f"Read {done} of {len(files)} images")
 if bar is not None:
     bar.empty()
-rows = worklist_rows(results)
+rows = api.worklist_rows(results)
 if len(files) > 1:
     st.subheader("Worklist (highest probability first)")
     st.dataframe(rows, hide_index=True, width="stretch")
-    st.download_button("Download results (CSV)", worklist_csv(rows), "pneumonia_worklist.csv", "text/csv", key="csv")
+    st.download_button(
+        "Download results (CSV)", api.worklist_csv(rows), "pneumonia_worklist.csv", "text/csv", key="csv"
+    )
 
 
 @st.fragment
@@ -71,37 +65,36 @@ def show(index: int, name: str, analysis) -> None:
     left, right = st.columns(2)
     left.image(analysis.pixels, caption="Image as read", width="stretch", clamp=True)
     right.image(
-        overlay(analysis.pixels, analysis.heatmap, opacity),
+        api.overlay(analysis.pixels, analysis.heatmap, opacity),
         caption="Grad-CAM: regions that drove the verdict",
         width="stretch",
     )
     st.download_button(
         "Download report (PNG)",
-        lambda: report_png(analysis, model_name=clf.name, source_name=name, opacity=opacity),  # built on click only
+        lambda: api.report_png(analysis, model_name=clf.name, source_name=name, opacity=opacity),  # built on click only
         f"{name}_report.png", "image/png", key=f"report_{index}", on_click="ignore",
     )  # fmt: skip
 
 
 for index, (name, result) in enumerate(results):
     st.divider()
-    if isinstance(result, InputError):
+    if isinstance(result, api.InputError):
         st.subheader(name)
         st.error(result.message)
         continue
     p = result.prediction
-    verdict_color = "red" if p.label == "PNEUMONIA" else "green"
-    st.subheader(f"{name}: :{verdict_color}[{p.label}]")
+    st.subheader(f"{name}: :{api.verdict_color(p.label)}[{p.label}]")
     a, b, c = st.columns(3)
     a.metric(
-        "Probability of pneumonia", probability_percent(p.probability_pneumonia),
+        "Probability of pneumonia", api.probability_percent(p.probability_pneumonia),
         help="Calibrated on held-out training patients"
-        + (f", stated for a prevalence of {100 * p.prevalence:.0f}%" if p.prevalence else "")
+        + (f", stated for a prevalence of {api.percent(p.prevalence, 0)}" if p.prevalence else "")
         + ". On the official test set it runs high for normal images.",
     )  # fmt: skip
     b.metric(
-        "Operating threshold", f"{100 * p.operating_threshold:.1f}%",
+        "Operating threshold", api.percent(p.operating_threshold),
         help=f"PNEUMONIA at or above it. Chosen as the {clf.metadata.get('threshold_method', 'validation threshold')}.",
     )  # fmt: skip
     c.metric("Reading", p.band)
-    st.caption("Image facts: " + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in p.facts.items()))
+    st.caption("Image facts: " + api.facts_line(p))
     show(index, name, result)

@@ -3,9 +3,8 @@
 import streamlit as st
 
 import ui
-from pneumo_core import plots
-from pneumo_core.dashboard import load_test_predictions, metric_table, misclassified
-from pneumo_core.evaluation import threshold_metrics
+from pneumo_core import api
+from pneumo_core.api import plots
 
 st.title("Evaluation")
 st.caption("Official test set, scored by each model when it was trained (or recalibrated); nothing was tuned on it.")
@@ -19,16 +18,16 @@ name = left.selectbox(
 )
 compare = right.selectbox("Compare with", ["(none)", *[n for n in names if n != name]], key="eval_compare")
 
-primary = load_test_predictions(name)
+primary = api.load_test_predictions(name)
 if primary is None:
     st.warning(f"{name} has no stored test-set predictions.")
     st.stop()
 models = {name: primary}
-if compare != "(none)" and (other := load_test_predictions(compare)) is not None:
+if compare != "(none)" and (other := api.load_test_predictions(compare)) is not None:
     models[compare] = other
 
 st.subheader("Metrics at each model's frozen operating threshold (95% bootstrap CIs)")
-st.dataframe(metric_table(models), hide_index=True, width="stretch")
+st.dataframe(api.metric_table(models), hide_index=True, width="stretch")
 
 
 @st.fragment
@@ -38,12 +37,12 @@ def threshold_explorer() -> None:
         "Threshold (explore; the model's frozen operating threshold is the default)",
         0.001, 0.999, float(round(primary.threshold, 3)), 0.001, format="%.3f", key="eval_threshold",
     )  # fmt: skip
-    at = threshold_metrics(primary.y_true, primary.y_prob, threshold=threshold)
+    at = api.threshold_metrics(primary.y_true, primary.y_prob, threshold=threshold)
     a, b, c, d = st.columns(4)
-    a.metric("Sensitivity", f"{100 * at['sensitivity']:.1f}%")
-    b.metric("Specificity", f"{100 * at['specificity']:.1f}%")
-    c.metric("Accuracy", f"{100 * at['accuracy']:.1f}%")
-    d.metric("Precision", f"{100 * at['precision']:.1f}%")
+    a.metric("Sensitivity", api.percent(at["sensitivity"]))
+    b.metric("Specificity", api.percent(at["specificity"]))
+    c.metric("Accuracy", api.percent(at["accuracy"]))
+    d.metric("Precision", api.percent(at["precision"]))
     col1, col2 = st.columns(2)
     col1.plotly_chart(
         plots.confusion_matrix_figure(at["confusion"], primary.class_names, f"Confusion matrix at {threshold:.3f}"),
@@ -63,12 +62,12 @@ col2.plotly_chart(plots.calibration_figure(curves), key="eval_calibration")
 if primary.history:
     st.plotly_chart(plots.training_curves_figure(primary.history), key="eval_history")
 
-data_dir = ui.data_dir()
+data_dir = api.data_dir()
 with st.expander("Misclassified test images with Grad-CAM", expanded=False):
     if data_dir is None:
         st.info("Set PNEUMO_DATA to the dataset folder to see the misclassified images.")
     elif st.toggle("Show (runs the model on up to 8 images)", key="eval_gallery"):
         clf = ui.classifier(name)
         columns = st.columns(4)
-        for i, item in enumerate(misclassified(primary, data_dir, clf, limit=8)):
+        for i, item in enumerate(api.misclassified(primary, data_dir, clf, limit=8)):
             columns[i % 4].image(item.image, caption=item.caption, width="stretch")

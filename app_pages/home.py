@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+from pneumo_core import api
 
 st.title("Pneumonia chest X-ray assistant")
 st.markdown(
@@ -12,6 +13,5 @@ st.markdown(
 )
 ui.disclaimer()
 clf = ui.classifier()
-card = clf.path / "MODEL_CARD.md"
 with st.expander(f"Model card: {clf.name}", expanded=True):
-    st.markdown(card.read_text() if card.exists() else "This model has no model card.")
+    st.markdown(api.model_card(clf))

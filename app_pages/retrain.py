@@ -2,16 +2,14 @@
 
 import streamlit as st
 
-import ui
-from pneumo_core import jobs, plots, registry
-from pneumo_core.contract import TrainingConfig
-from pneumo_core.dashboard import load_test_predictions, metric_table
+from pneumo_core import api
+from pneumo_core.api import jobs, plots, registry
 
 st.title("Retrain")
 st.caption(
     "A small run on a subset of the training set. It runs in its own process: leaving this page does not stop it."
 )
-data_dir = ui.data_dir()
+data_dir = api.data_dir()
 
 with st.form("retrain_form"):
     a, b, c = st.columns(3)
@@ -24,7 +22,7 @@ with st.form("retrain_form"):
 if data_dir is None:
     st.info("Retraining needs the dataset: set PNEUMO_DATA to the chest_xray folder and restart the app.")
 if start:
-    config = TrainingConfig(
+    config = api.TrainingConfig(
         epochs=int(epochs),
         train_subset=int(subset),
         image_size=int(image_size),
@@ -70,11 +68,13 @@ def live(run_id: str) -> None:
 if run_id:
     live(run_id)
     status = jobs.run_status(run_id)
-    if status.state == "done" and (results := load_test_predictions(run_id)):
+    if status.state == "done" and (results := api.load_test_predictions(run_id)):
         default = registry.default_name()
-        compared = {run_id: results, **({default: d} if (d := load_test_predictions(default)) else {})}
+        compared = {run_id: results, **({default: d} if (d := api.load_test_predictions(default)) else {})}
         st.dataframe(
-            metric_table(compared, "validation") + metric_table(compared, "test"), hide_index=True, width="stretch"
+            api.metric_table(compared, "validation") + api.metric_table(compared, "test"),
+            hide_index=True,
+            width="stretch",
         )
         if run_id != default and st.button(f"Make {run_id} the default model", key="rt_promote"):
             registry.set_default(run_id)

@@ -1,4 +1,4 @@
-"""Inference benchmark: prints figures, asserts nothing (targets live in the issues and README).
+"""Inference benchmark: prints figures, asserts nothing (figures in docs/benchmarks.md).
 
     python benchmarks/bench_inference.py [--model NAME] [--data DIR] [--repeats N]
 

@@ -24,7 +24,7 @@ from benchmarks.common import add_data_argument
 def main() -> None:
     from pneumo_core import Classifier, registry
     from pneumo_core.card import model_card
-    from pneumo_core.contract import TrainingConfig
+    from pneumo_core.config import TrainingConfig
     from pneumo_core.data import list_split, training_split
     from pneumo_core.shortcuts import shortcut_check
 

@@ -1,13 +1,6 @@
 """Recompute a model's scores on its own patient-grouped validation split (never the test set).
 
-    python benchmarks/validation_scores.py [--model NAME ...] [--data DIR] [--ensemble] [--tta SCALES] [--crop F]
-
---ensemble also scores the mean of the models' logits, with a temperature refitted on validation
-(the split of the first model; all must share it).
-
---tta 0.85,0.91,0.97 also scores test-time augmentation for each model: the mean logit over the
-image framed at each of these scales (no flips: a mirrored chest is not a plausible radiograph),
-with a temperature refitted on validation, compared image by image with the model as shipped.
+    python benchmarks/validation_scores.py [--model NAME ...] [--data DIR] [--crop F]
 
 --crop 0.15 also scores every model on the validation images collimated tighter (F of each side cut
 away, the centre enlarged to fill the input, as in the shortcut check), compared image by image with
@@ -55,24 +48,6 @@ def per_image_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def tta_scores(clf, val, y: np.ndarray, losses: np.ndarray, scales: list[float]) -> None:
-    """Print the calibrated validation log-loss of the mean logit over ``scales`` framings."""
-    from sklearn.metrics import roc_auc_score
-
-    from pneumo_core.data import load_arrays
-    from pneumo_core.evaluation import fit_temperature, sigmoid
-    from pneumo_core.training import framed
-
-    x, _ = load_arrays(val, clf.contract.with_calibration(operating_threshold=0.5, temperature=1.0, frame_scale=1.0))
-    logits = np.mean([clf.raw_outputs(framed(x, scale))[0] for scale in scales], axis=0)
-    p = np.clip(sigmoid(logits, fit_temperature(y, logits)), 1e-7, 1 - 1e-7)
-    tta_losses = per_image_log_loss(y, p)
-    print(
-        f"  TTA over frame scales {scales}: calibrated log-loss {tta_losses.mean():.4f} AUC {roc_auc_score(y, p):.4f}; "
-        f"vs as shipped {paired_difference(tta_losses, losses)}"
-    )
-
-
 def tight_crop_losses(clf, val, y: np.ndarray, fraction: float) -> np.ndarray:
     """Per-image calibrated log-loss on the validation images with ``fraction`` of each side cut away."""
     from pneumo_core.imaging import decode, to_model_input
@@ -90,14 +65,12 @@ def main() -> None:
     from sklearn.metrics import log_loss, roc_auc_score
 
     from pneumo_core import Classifier
-    from pneumo_core.contract import TrainingConfig
+    from pneumo_core.config import TrainingConfig
     from pneumo_core.data import load_arrays, training_split
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="*", default=[None])
     add_data_argument(parser)
-    parser.add_argument("--ensemble", action="store_true")
-    parser.add_argument("--tta", type=lambda text: [float(v) for v in text.split(",")], default=None)
     parser.add_argument(
         "--crop", type=float, default=None, help="also score tighter collimation: share of each side cut"
     )
@@ -107,7 +80,7 @@ def main() -> None:
         if normals:
             share = np.mean([path.name.upper().startswith("NORMAL2-") for path in normals])
             print(f"{split}/NORMAL: {len(normals)} images, {share:.1%} NORMAL2- (file names only)")
-    ensemble_logits, y_first, losses_first, crop_first = [], None, None, None
+    losses_first, crop_first = None, None
     for name in args.model:
         clf = Classifier.load(name)
         config = TrainingConfig.from_dict(clf.metadata["training_config"])
@@ -138,22 +111,6 @@ def main() -> None:
                 crop_first = crop_losses
             elif crop_losses.shape == crop_first.shape:
                 print(f"    vs {first_name} on the same cut images: {paired_difference(crop_losses, crop_first)}")
-        if args.tta:
-            tta_scores(clf, val, y, losses, args.tta)
-        if args.ensemble:
-            if y_first is not None and not np.array_equal(y, y_first):
-                raise SystemExit("--ensemble needs models that share one validation split")
-            y_first = y
-            ensemble_logits.append(clf.raw_outputs(x)[0])
-    if args.ensemble and len(ensemble_logits) > 1:
-        from pneumo_core.evaluation import fit_temperature, sigmoid
-
-        logits = np.mean(ensemble_logits, axis=0)
-        p = np.clip(sigmoid(logits, fit_temperature(y_first, logits)), 1e-7, 1 - 1e-7)
-        print(
-            f"ensemble (mean logit): calibrated log-loss {log_loss(y_first, p):.4f} AUC {roc_auc_score(y_first, p):.4f}; "
-            f"vs {first_name}: {paired_difference(per_image_log_loss(y_first, p), losses_first)}"
-        )
 
 
 if __name__ == "__main__":

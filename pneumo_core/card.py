@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .contract import CLASS_NAMES, ZOOM_OUT, TrainingConfig
+from .config import ZOOM_IN, ZOOM_OUT
+from .contract import CLASS_NAMES
+from .render import DISCLAIMER, percent
 
 
 def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
+    return "n/a" if value is None else percent(value)
 
 
 def _metric_rows(report: dict[str, Any]) -> list[str]:
@@ -76,13 +78,7 @@ def _reliability_rows(curve: dict[str, list] | None) -> list[str]:
 def _augmentation(config: dict[str, Any]) -> str:
     if not config["augment"]:
         return "off"
-    extra = ", blur, sharpening, noise" if config.get("acquisition_augment") else ""
-    mixup = f", mixup alpha {config['mixup']}" if config.get("mixup") else ""
-    erase = (
-        f", border bands blacked out in {config['border_erase']:.0%} of images" if config.get("border_erase") else ""
-    )
-    zoom = f"zoom {config.get('max_zoom_in', TrainingConfig.max_zoom_in):.0%} in to {ZOOM_OUT:.0%} out"
-    return f"on (rotation, {zoom}, shift, contrast, brightness{extra}; no flips{mixup}{erase})"
+    return f"on (rotation, zoom {ZOOM_IN:.0%} in to {ZOOM_OUT:.0%} out, shift, contrast, brightness; no flips)"
 
 
 def _architecture(config: dict[str, Any]) -> str:
@@ -97,47 +93,11 @@ def _architecture(config: dict[str, Any]) -> str:
     )
 
 
-def _monitored(config: dict[str, Any]) -> str:
-    if config.get("monitor", "val_loss") == "val_calibrated_loss":
-        return "temperature-calibrated validation log-loss"
-    return "validation loss"
-
-
-def _class_balance(config: dict[str, Any], weights: dict) -> str:
-    """How the classes were balanced: ``class weights NORMAL 1.947, PNEUMONIA 0.673`` (the keys of
-    ``weights`` are strings once read back from JSON), or balanced sampling."""
-    if config.get("balanced_sampling"):
-        return "balanced sampling (each epoch drawn with replacement, both classes equally often; no class weights)"
+def _class_weights(weights: dict) -> str:
+    """``class weights NORMAL 1.947, PNEUMONIA 0.673`` (the keys are strings once read back from JSON)."""
     return "class weights " + ", ".join(
         f"{CLASS_NAMES[int(label)]} {weight:.3f}" for label, weight in sorted(weights.items())
     )
-
-
-def _optimizer(config: dict[str, Any]) -> str:
-    optimizer = (
-        f"AdamW (weight decay {config['weight_decay']} on the kernels)" if config.get("weight_decay") else "Adam"
-    )
-    if config.get("weight_average"):
-        optimizer += f", weights averaged (EMA momentum {config['weight_average']}), the average validated and kept,"
-    return optimizer
-
-
-def _schedule(config: dict[str, Any]) -> str:
-    if config.get("lr_schedule", "plateau") == "cosine":
-        return "cosine decay to 1% over the epochs"
-    return f"halved when {_monitored(config)} stalls for 2 epochs"
-
-
-def _batchnorm(config: dict[str, Any]) -> str:
-    """BatchNorm settings that differ from Keras' defaults, as a clause ("" when none do)."""
-    parts = []
-    if config.get("bn_momentum", 0.99) != 0.99:
-        parts.append(f"BatchNorm statistics momentum {config['bn_momentum']}")
-    if config.get("bn_reestimate"):
-        parts.append(
-            f"BatchNorm statistics re-estimated on {config['bn_reestimate']} training images before each validation pass"
-        )
-    return "".join(f", {part}" for part in parts)
 
 
 def _epochs_run(metadata: dict[str, Any]) -> str:
@@ -209,6 +169,10 @@ def _tight_crop_line(check: dict[str, Any]) -> list[str]:
     return [line]
 
 
+def _size(report: dict[str, Any] | None) -> str:
+    return f" ({report['n']} images)" if report else ""
+
+
 def model_card(metadata: dict[str, Any]) -> str:
     contract = metadata["contract"]
     config = metadata["training_config"]
@@ -224,7 +188,7 @@ def model_card(metadata: dict[str, Any]) -> str:
     lines = [
         f"# Model card: {metadata['name']}",
         "",
-        "**A demo and teaching tool, not a medical device.** It has not been validated for clinical use.",
+        f"**{DISCLAIMER}** It has not been validated for clinical use.",
         "",
         "## Intended use and limits",
         "",
@@ -251,12 +215,11 @@ def model_card(metadata: dict[str, Any]) -> str:
         "trained from scratch (no ImageNet weights).",
         f"- Input: {contract['input_size']} x {contract['input_size']} grayscale, resized without keeping the "
         f"aspect ratio (Pillow bicubic), intensity normalization `{contract['normalization']}`.",
-        f"- Training: {_optimizer(config)} lr {config['learning_rate']} ({_schedule(config)}), batch "
+        f"- Training: Adam lr {config['learning_rate']} (halved when validation loss stalls for 2 epochs), batch "
         f"{config['batch_size']}, up to {config['epochs']} epochs{' per member' if config.get('members', 1) > 1 else ''} "
-        f"({_epochs_run(metadata)} run, early stopping on {_monitored(config)}, patience "
-        f"{config['early_stopping_patience']}){_batchnorm(config)}, label smoothing {config['label_smoothing']}, "
-        f"{_class_balance(config, data['class_weights'])}, augmentation "
-        f"{_augmentation(config)}, seed {config['seed']}.",
+        f"({_epochs_run(metadata)} run, early stopping on validation loss, patience "
+        f"{config['early_stopping_patience']}), label smoothing {config['label_smoothing']}, "
+        f"{_class_weights(data['class_weights'])}, augmentation {_augmentation(config)}, seed {config['seed']}.",
         *_calibration_lines(contract, metadata.get("calibration")),
         f"- Operating threshold: {contract['operating_threshold']:.3f}, chosen by {metadata['threshold_method']}. "
         f"Probabilities within {contract['borderline_margin']:.2f} of it are shown as 'borderline: review'.",
@@ -272,15 +235,19 @@ def model_card(metadata: dict[str, Any]) -> str:
         *_report_section(
             "Test",
             metadata.get("test"),
-            "The official 624-image test set, scored at the frozen threshold after training (or recalibration). "
-            "Nothing was tuned on it.",
+            f"The official test set{_size(metadata.get('test'))}, scored at the frozen threshold after training "
+            "(or recalibration). Nothing was tuned on it.",
         ),
         *_shortcut_section(metadata.get("shortcut_check")),
         "## Reproduce",
         "",
+        "With the dataset where the project looks for it (`$PNEUMO_DATA`, else `data/chest_xray`), from the "
+        "project folder:",
+        "",
         "```",
-        f"python train.py --data {data['source']} --config models/{metadata['name']}/metadata.json --out models/{metadata['name']}",
-        f"python benchmarks/shortcut_check.py --model {metadata['name']} --write",
+        f"scripts/pneumo train --config models/{metadata['name']}/metadata.json \\",
+        f"    --out models/{metadata['name']}",
+        f".venv/bin/python benchmarks/shortcut_check.py --model {metadata['name']} --write",
         "```",
         "",
     ]

@@ -59,6 +59,7 @@ class Classifier:
         self, model: Any, contract: ModelContract, metadata: dict[str, Any], path: Path, gate: FeatureGate | None
     ):
         from .gradcam import Explainer
+        from .network import Network
 
         self.model = model
         self.contract = contract
@@ -68,9 +69,8 @@ class Classifier:
         self.feature_gate = gate
         threshold = contract.operating_threshold
         decision_logit = contract.temperature * float(np.log(threshold / (1 - threshold)))
-        self._explainer = Explainer(
-            model, contract.gradcam_layer, contract.feature_layers, contract.frame_scale, decision_logit
-        )
+        self.network = Network(model, contract.feature_layers, contract.frame_scale)
+        self._explainer = Explainer(self.network, contract.gradcam_layer, decision_logit)
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None) -> Classifier:
@@ -110,16 +110,11 @@ class Classifier:
             fallback = cls.load(registry.SHIPPED_DEFAULT)
             return fallback, f"{exc}. Using the shipped model {registry.SHIPPED_DEFAULT} instead."
 
-    @property
-    def feature_sizes(self) -> list[int]:
-        """Width of each feature layer's part of the embedding (the input gate's layout)."""
-        return [int(self.model.get_layer(name).output.shape[-1]) for name in self.contract.feature_layers]
-
     def warm_up(self) -> None:
         """Trace the compiled graphs once so the first real request is fast."""
         blank = np.zeros((1, self.contract.input_size, self.contract.input_size, 1), np.float32)
         self._explainer.explain(blank)
-        self._explainer.predict(blank)
+        self.network.outputs(blank)
 
     def prepare(self, image: ImageSource | DecodedImage) -> tuple[np.ndarray, DecodedImage]:
         """Decode and run the model-free gate checks; ``(model_input (S, S, 1), decoded)``."""
@@ -147,7 +142,7 @@ class Classifier:
             InputError: the input cannot be read or is not a chest X-ray.
         """
         model_input, decoded = self.prepare(image)
-        logits, embeddings = self._explainer.predict(model_input[None])
+        logits, embeddings = self.network.outputs(model_input[None])
         return self._prediction(float(logits[0]), embeddings[0], decoded)
 
     def analyze(self, image: ImageSource | DecodedImage) -> Analysis:
@@ -185,7 +180,7 @@ class Classifier:
                 except InputError as error:
                     results[index] = error
             if prepared:
-                logits, embeddings = self._explainer.predict(np.stack([p[1] for p in prepared]))
+                logits, embeddings = self.network.outputs(np.stack([p[1] for p in prepared]))
                 for (index, _, decoded), logit, embedding in zip(prepared, logits, embeddings, strict=True):
                     try:
                         results[index] = self._prediction(float(logit), embedding, decoded)
@@ -197,12 +192,4 @@ class Classifier:
 
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for prepared inputs ``(N, S, S, 1)``, without the input gate."""
-        logits = self.raw_outputs(model_inputs)[0]
-        return sigmoid(logits, self.contract.temperature)
-
-    def raw_outputs(self, model_inputs: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Uncalibrated logits ``(N,)`` and pooled features ``(N, D)`` for prepared inputs ``(N, S, S, 1)``."""
-        outputs = [
-            self._explainer.predict(model_inputs[i : i + batch_size]) for i in range(0, len(model_inputs), batch_size)
-        ]
-        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+        return sigmoid(self.network.outputs(model_inputs)[0], self.contract.temperature)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pneumo_core predict|evaluate|models ...``."""
+"""Command line: ``scripts/pneumo predict|evaluate|models|recalibrate|card ...`` (``python -m pneumo_core``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from .data import DATA_HELP
 from .errors import InputError, ModelLoadError
 from .imaging import IMAGE_SUFFIXES
 
@@ -135,7 +136,7 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
 
     data_dir = resolve_data_dir(args.data)
     if not (data_dir / "train").is_dir():
-        print(f"error: no dataset at {data_dir}; pass --data or set PNEUMO_DATA", file=sys.stderr)
+        print(f"error: no dataset at {data_dir}; {DATA_HELP}", file=sys.stderr)
         return 2
 
     def show(event: dict) -> None:
@@ -154,6 +155,16 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_card(args: argparse.Namespace) -> int:
+    from . import registry
+    from .card import model_card
+
+    path = registry.resolve(args.model)
+    (path / registry.CARD_FILE).write_text(model_card(registry.read_metadata(path)))
+    print(f"rewrote {path / registry.CARD_FILE} from {path / registry.METADATA_FILE}")
+    return 0
+
+
 def _sensitivity(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
@@ -162,7 +173,11 @@ def _sensitivity(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pneumo_core", description="Pneumonia chest X-ray classifier")
+    parser = argparse.ArgumentParser(
+        prog="pneumo",
+        description="Pneumonia chest X-ray classifier",
+        epilog="Training: scripts/pneumo train --help (train.py).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     predict = sub.add_parser("predict", help="score images (files or folders, recursive)")
     predict.add_argument("paths", nargs="+")
@@ -186,13 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
         "recalibrate", help="redo a model's validation calibration (frame scale, temperature, threshold, gate)"
     )
     recal.add_argument("model")
-    recal.add_argument("--data", help="dataset root (default: $PNEUMO_DATA or data/chest_xray)")
+    recal.add_argument("--data", help=f"dataset root ({DATA_HELP})")
     recal.add_argument(
         "--target-sensitivity",
         type=_sensitivity,
         help="new threshold rule: this validation sensitivity (0: Youden's J)",
     )
     recal.set_defaults(func=cmd_recalibrate)
+    card = sub.add_parser("card", help="rewrite a model's MODEL_CARD.md from its metadata.json")
+    card.add_argument("model")
+    card.set_defaults(func=cmd_card)
     return parser
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import registry
 from .errors import InputError, ModelLoadError
-from .imaging import overlay
+from .render import overlay
 
 
 @dataclass

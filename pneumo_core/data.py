@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .contract import CLASS_NAMES, ModelContract, TrainingConfig
+from .config import TrainingConfig
+from .contract import CLASS_NAMES, ModelContract
 from .imaging import IMAGE_SUFFIXES, load_for_model
 
-DEFAULT_DATA_DIR = Path("data/chest_xray")
 DATA_ENV_VAR = "PNEUMO_DATA"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "chest_xray"
+"""The one dataset default of the app, the CLI, ``train.py``, the tests and the benchmarks."""
+DATA_HELP = f"--data, else ${DATA_ENV_VAR}, else data/chest_xray in the project folder"
 
 _PATIENT_PATTERNS = (
     re.compile(r"^(person\d+)_", re.IGNORECASE),
@@ -28,7 +31,8 @@ _PATIENT_PATTERNS = (
 
 
 def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """``--data`` if given, else ``$PNEUMO_DATA``, else ``data/chest_xray``."""
+    """``--data`` if given, else ``$PNEUMO_DATA``, else ``data/chest_xray`` in the project folder
+    (whatever the working folder)."""
     if explicit:
         return Path(explicit)
     return Path(os.environ.get(DATA_ENV_VAR) or DEFAULT_DATA_DIR)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from .contract import CLAHE_CLIP_LIMIT, CLAHE_TILES, ModelContract
+from .contract import ModelContract
 from .errors import InputError
 
 MAX_UPLOAD_MB = 50
@@ -345,8 +345,6 @@ def normalized(pixels: np.ndarray, contract: ModelContract) -> np.ndarray:
         pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BICUBIC))
     if contract.normalization == "equalize_hist":
         pixels = cv2.equalizeHist(pixels)
-    elif contract.normalization == "clahe":
-        pixels = cv2.createCLAHE(clipLimit=CLAHE_CLIP_LIMIT, tileGridSize=(CLAHE_TILES, CLAHE_TILES)).apply(pixels)
     return pixels.astype(np.float32)
 
 
@@ -377,15 +375,3 @@ def load_for_model(source: ImageSource, contract: ModelContract) -> tuple[np.nda
     """Decode ``source`` and prepare the model input; returns ``(model_input, decoded)``."""
     decoded = decode(source)
     return to_model_input(decoded.pixels, contract), decoded
-
-
-def overlay(pixels: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> np.ndarray:
-    """Blend a [0, 1] heatmap (any size) over a grayscale image; returns uint8 RGB (H x W x 3)."""
-    height, width = pixels.shape[:2]
-    if heatmap.shape != (height, width):
-        heatmap = cv2.resize(heatmap.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    colored = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), cv2.COLORMAP_JET)
-    colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
-    base = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB) if pixels.ndim == 2 else pixels
-    opacity = float(np.clip(opacity, 0.0, 1.0))
-    return cv2.addWeighted(base, 1.0 - opacity, colored, opacity, 0.0)

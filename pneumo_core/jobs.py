@@ -1,6 +1,7 @@
 """Retraining runs as separate processes: start, follow, cancel, list. One run at a time.
 
-A run is ``python train.py ... --events runs/<id>/events.jsonl --out models/<id>``. It lives outside
+A run is ``python train.py --config runs/<id>/config.json --events runs/<id>/events.jsonl --out
+models/<id>``: the configuration travels as the same file a model's metadata holds. It lives outside
 whatever started it (the app's script thread), so page switches and reloads do not touch it. State
 is read back from its events file; the run only reaches the registry by finishing.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
-from .contract import TrainingConfig
+from .config import TrainingConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILE = "ACTIVE"
@@ -84,19 +85,14 @@ def start_run(config: TrainingConfig, data_dir: Path) -> str:
     run_id = time.strftime("run-%Y%m%d-%H%M%S")
     folder = runs_dir() / run_id
     folder.mkdir(parents=True, exist_ok=False)
-    (folder / "config.json").write_text(
-        json.dumps({"config": config.to_dict(), "data": str(data_dir), "started": time.time()})
+    config_file = folder / "config.json"
+    config_file.write_text(
+        json.dumps({"training_config": config.to_dict(), "data": str(data_dir), "started": time.time()})
     )
     command = [
-        sys.executable, str(PROJECT_ROOT / "train.py"), "--data", str(data_dir),
+        sys.executable, str(PROJECT_ROOT / "train.py"), "--config", str(config_file), "--data", str(data_dir),
         "--out", str(registry.models_dir() / run_id), "--events", str(folder / "events.jsonl"),
-        "--epochs", str(config.epochs), "--lr", str(config.learning_rate), "--image-size", str(config.image_size),
-        "--seed", str(config.seed), "--width", str(config.width),
     ]  # fmt: skip
-    if config.train_subset:
-        command += ["--train-subset", str(config.train_subset)]
-    if not config.augment:
-        command.append("--no-augment")
     with (folder / "log.txt").open("w") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True
@@ -132,7 +128,8 @@ def _append_event(run_id: str, event: dict[str, Any]) -> None:
 def run_status(run_id: str) -> RunStatus:
     folder = runs_dir() / registry.check_name(run_id)
     info = json.loads((folder / "config.json").read_text())
-    status = RunStatus(run_id, "running", info["config"], started=info.get("started", 0.0))
+    config = info.get("training_config", info.get("config", {}))  # "config": runs started before 2026-12
+    status = RunStatus(run_id, "running", config, started=info.get("started", 0.0))
     history: dict[str, list[float]] = {}
     events_file = folder / "events.jsonl"
     lines = events_file.read_text().splitlines() if events_file.exists() else []

@@ -142,10 +142,13 @@ def save_model_folder(
     metadata: dict[str, Any],
     predictions: list[dict[str, Any]],
     card: str,
+    before_commit: Callable[[], None] | None = None,
 ) -> Path:
     """Write a complete model folder atomically; an existing folder of that name is replaced.
 
     ``writers`` maps file names (``model.keras``, ``gate.npz``) to functions that write them.
+    ``before_commit`` runs once everything is staged, before the folder takes its name; if it
+    raises, the staged files are removed and the registry is unchanged (a late cancel).
     """
     final = Path(folder).resolve()
     name = final.name
@@ -160,6 +163,8 @@ def save_model_folder(
             writer.writeheader()
             writer.writerows(predictions)
         (staging / CARD_FILE).write_text(card)
+        if before_commit is not None:
+            before_commit()
         if final.exists():
             trash = final.parent / f".{name}.old"
             shutil.rmtree(trash, ignore_errors=True)

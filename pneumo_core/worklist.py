@@ -8,15 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from .classifier import Analysis, Prediction
+from .contract import CLASS_NAMES
 from .errors import InputError
+from .render import probability_percent_value
 
 WORKLIST_COLUMNS = ["file", "verdict", "probability_pneumonia_pct", "prevalence_assumed_pct", "reading", "error"]
-
-
-def _percent(probability: float) -> float:
-    """A probability as a percentage with one decimal that never reads as certainty: 0.99997 is
-    99.9, not 100.0 (``report.probability_percent`` writes it ">99.9%")."""
-    return min(99.9, max(0.1, round(100 * probability, 1)))
 
 
 def worklist_rows(results: list[tuple[str, Analysis | Prediction | InputError]]) -> list[dict[str, Any]]:
@@ -41,7 +37,7 @@ def worklist_rows(results: list[tuple[str, Analysis | Prediction | InputError]])
             {
                 "file": name,
                 "verdict": p.label,
-                "probability_pneumonia_pct": _percent(p.probability_pneumonia),
+                "probability_pneumonia_pct": probability_percent_value(p.probability_pneumonia),
                 "prevalence_assumed_pct": round(100 * p.prevalence, 1) if p.prevalence else None,
                 "reading": p.band,
                 "error": "",
@@ -64,7 +60,7 @@ def example_images(data_dir: Path | None, per_class: int = 3) -> dict[str, Path]
     examples: dict[str, Path] = {}
     if data_dir is None:
         return examples
-    for class_name in ("NORMAL", "PNEUMONIA"):
+    for class_name in CLASS_NAMES:
         folder = Path(data_dir) / "test" / class_name
         if folder.is_dir():
             for path in sorted(folder.iterdir())[:per_class]:

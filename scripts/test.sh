@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up (once) and run every check: lint, format, unit, end-to-end, AppTest and browser tests.
 #   bash scripts/test.sh [pytest options]
-# The dataset is read from $PNEUMO_TEST_DATA (default ../shared/data/chest_xray).
+# Runs on the committed fixture; tests/test_full_dataset.py also runs when the dataset is found
+# ($PNEUMO_DATA, else data/chest_xray in the project).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh requirements-dev.txt

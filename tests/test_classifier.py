@@ -45,7 +45,7 @@ def test_analyze_matches_predict(tiny_classifier: Classifier, pneumonia_image: P
 
 def test_gradcam_function_and_heatmap_normalisation(tiny_classifier: Classifier) -> None:
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 1)).astype(np.float32)
-    maps = gradcam(tiny_classifier.model, x, "gradcam_target")
+    maps = gradcam(tiny_classifier.network, x, "gradcam_target")
     assert maps.shape == (2, 64, 64) and maps.min() >= 0 and maps.max() <= 1
     assert heatmap(np.zeros((4, 4)), 8, 8).max() == 0.0
     assert heatmap(np.array([[0, 2], [0, 0]]), 2, 2).max() == pytest.approx(1.0)
@@ -60,7 +60,7 @@ def test_gradcam_function_and_heatmap_normalisation(tiny_classifier: Classifier)
 def test_bad_input_in_batch_rejects_only_that_file(
     tiny_classifier: Classifier, data_root: Path, tmp_path: Path
 ) -> None:
-    good = sorted((data_root / "test" / "NORMAL").iterdir())[:49]
+    good = sorted((data_root / "train").rglob("*.jpeg"))[:49]
     bad = tmp_path / "broken.jpeg"
     bad.write_bytes(b"not an image")
     inputs = [*good[:20], bad, *good[20:]]
@@ -77,7 +77,7 @@ def test_bad_input_in_batch_rejects_only_that_file(
 
 
 def test_eight_threads_same_numbers(tiny_classifier: Classifier, data_root: Path) -> None:
-    images = sorted((data_root / "test" / "PNEUMONIA").iterdir())[:16]
+    images = sorted((data_root / "test" / "PNEUMONIA").iterdir())[:12]
     sequential = [tiny_classifier.analyze(p).prediction.probability_pneumonia for p in images]
     with ThreadPoolExecutor(max_workers=8) as pool:
         parallel = list(pool.map(lambda p: tiny_classifier.analyze(p).prediction.probability_pneumonia, images * 2))

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from pneumo_core.contract import ModelContract, TrainingConfig
+from pneumo_core.config import TrainingConfig, contract_for
+from pneumo_core.contract import GRADCAM_LAYER, ModelContract
 
 
 def test_round_trip() -> None:
@@ -52,21 +53,21 @@ def test_training_config_round_trip() -> None:
     [
         {"epochs": 0},
         {"learning_rate": 0.0},
-        {"mixup": -0.2},
-        {"border_erase": 1.5},
         {"target_sensitivity": 1.2},
-        {"max_zoom_in": 1.0},
-        {"weight_average": 1.0},
-        {"weight_decay": -0.1},
-        {"bn_momentum": 1.0},
-        {"bn_momentum": 0.0},
-        {"bn_reestimate": -1},
-        {"bn_reestimate": 64, "weight_average": 0.9},
-        {"monitor": "val_auc"},
-        {"normalization": "zscore"},
+        {"members": 0},
+        {"train_subset": 0},
     ],
 )
 def test_training_config_rejects_settings_that_would_fail_mid_run(bad: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(bad)).split("_")[0]):
         TrainingConfig(**bad)
     assert TrainingConfig(target_sensitivity=None).target_sensitivity is None  # Youden's J
+
+
+def test_a_configuration_trains_for_the_contract_it_derives() -> None:
+    """Input size and normalization come from the contract's one definition, not a second copy."""
+    assert TrainingConfig().image_size == ModelContract().input_size
+    contract = contract_for(TrainingConfig(image_size=128, members=3))
+    assert contract.input_size == 128 and contract.normalization == ModelContract().normalization
+    assert contract.feature_layers == ("m0_stage1_out", "m0_stage2_out", "m0_stage3_out", "pool")
+    assert contract.gradcam_layer == GRADCAM_LAYER

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import ROOT
 
-from pneumo_core.data import class_weights, grouped_split, list_split, patient_id, resolve_data_dir, subsample
+from pneumo_core.data import class_weights, grouped_split, list_split, patient_id, resolve_data_dir
 
 
 @pytest.mark.parametrize(
@@ -24,20 +24,13 @@ def test_patient_id(name: str, expected: str) -> None:
     assert patient_id(name) == expected
 
 
-def test_real_train_split_counts(data_root: Path) -> None:
+def test_fixture_split_never_shares_a_patient(data_root: Path) -> None:
     samples = list_split(data_root, "train")
-    labels = [s.label for s in samples]
-    assert labels.count(0) == 1233 and labels.count(1) == 3565
-
-
-def test_grouped_split_never_shares_a_patient(data_root: Path) -> None:
-    samples = list_split(data_root, "train")
-    fit, val = grouped_split(samples, 0.15, seed=1)
-    assert {s.patient_id for s in fit}.isdisjoint({s.patient_id for s in val})
-    assert len(fit) + len(val) == len(samples)
-    assert 0.10 < len(val) / len(samples) < 0.20
-    share = lambda part: np.mean([s.label for s in part])  # noqa: E731
-    assert abs(share(val) - share(samples)) < 0.05  # stratified
+    assert len({s.patient_id for s in samples}) < len(samples)  # some patients have several images
+    for seed in range(5):
+        fit, val = grouped_split(samples, 0.15, seed=seed)
+        assert {s.patient_id for s in fit}.isdisjoint({s.patient_id for s in val})
+        assert len(fit) + len(val) == len(samples) and {s.label for s in val} == {0, 1}
 
 
 def test_grouped_split_is_reproducible(data_root: Path) -> None:
@@ -56,32 +49,16 @@ def test_class_weights_need_both_classes() -> None:
         class_weights([1, 1])
 
 
-def test_subsample_is_stratified(data_root: Path) -> None:
-    samples = list_split(data_root, "train")
-    part = subsample(samples, 200, seed=0)
-    assert 190 <= len(part) <= 210
-    assert 0.65 < np.mean([s.label for s in part]) < 0.85
-
-
 def test_data_dir_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PNEUMO_DATA", "/somewhere")
     assert resolve_data_dir() == Path("/somewhere")
     assert resolve_data_dir("/explicit") == Path("/explicit")
     monkeypatch.delenv("PNEUMO_DATA")
-    assert resolve_data_dir() == Path("data/chest_xray")
+    assert resolve_data_dir() == ROOT / "data" / "chest_xray"  # the project's, from any working folder
+    monkeypatch.chdir("/")
+    assert resolve_data_dir() == ROOT / "data" / "chest_xray"
 
 
 def test_missing_layout_is_explained(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="NORMAL"):
         list_split(tmp_path, "train")
-
-
-def test_training_split_follows_the_config(data_root: Path) -> None:
-    from pneumo_core.contract import TrainingConfig
-    from pneumo_core.data import training_split
-
-    full_fit, full_val = training_split(data_root, TrainingConfig())
-    assert (full_fit, full_val) == grouped_split(list_split(data_root, "train"), 0.15, TrainingConfig().seed)
-    fit, val = training_split(data_root, TrainingConfig(train_subset=200))
-    assert 190 <= len(fit) <= 210 and 60 <= len(val) <= 70
-    assert {s.patient_id for s in fit}.isdisjoint({s.patient_id for s in val})

@@ -92,8 +92,7 @@ def test_shipped_gate_rejects_grayscale_photos_documents_and_phantoms(shipped_cl
         assert info.value.code == "not_chest_xray", name
 
 
-def test_shipped_gate_accepts_real_chest_xrays(shipped_classifier, data_root: Path) -> None:
+def test_shipped_gate_accepts_the_fixtures_chest_xrays(shipped_classifier, data_root: Path) -> None:
     files = sorted((data_root / "test").rglob("*.jpeg")) + sorted((data_root / "val").rglob("*.jpeg"))
     results = shipped_classifier.predict_many(files)
-    refused = [f.name for f, r in zip(files, results, strict=True) if isinstance(r, InputError)]
-    assert len(refused) / len(files) <= 0.01, refused
+    assert [f.name for f, r in zip(files, results, strict=True) if isinstance(r, InputError)] == []

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 
 from pneumo_core import jobs
-from pneumo_core.contract import TrainingConfig
+from pneumo_core.config import TrainingConfig
 
 pytestmark = pytest.mark.slow
 TINY = TrainingConfig(epochs=2, train_subset=80, image_size=64, width=8)
@@ -40,6 +41,10 @@ def test_run_completes_and_second_start_is_refused(sandbox: Path, data_root: Pat
     assert (sandbox / run_id / "model.keras").exists()
     assert (sandbox / "DEFAULT").read_text().strip() == "tiny"  # a run never changes the default by itself
     assert jobs.runs_table()[0]["run"] == run_id
+    # the process was handed the configuration as a file, the same shape a model's metadata holds
+    command_config = json.loads((Path(jobs.runs_dir()) / run_id / "config.json").read_text())["training_config"]
+    assert command_config == TINY.to_dict()
+    assert json.loads((sandbox / run_id / "metadata.json").read_text())["training_config"] == TINY.to_dict()
 
 
 def test_cancel_really_stops(sandbox: Path, data_root: Path) -> None:

@@ -1,0 +1,89 @@
+"""What a person reads: the disclaimer, percentages, the Grad-CAM overlay and the one-page report.
+
+Pure NumPy/OpenCV; the app, the CLI, the model card and the evaluation gallery all draw through it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+if TYPE_CHECKING:  # types only: the model card renders through here without loading the classifier
+    from .classifier import Analysis, Prediction
+
+DISCLAIMER = "A demo and teaching tool, not a medical device."
+DISCLAIMER_LONG = f"{DISCLAIMER} Do not use it for decisions about real patients."
+
+
+def percent(fraction: float, decimals: int = 1) -> str:
+    """``0.1234`` -> ``"12.3%"``."""
+    return f"{100 * fraction:.{decimals}f}%"
+
+
+def probability_percent(probability: float) -> str:
+    """A probability as a percentage that never reads as certainty: 0.9996 is ">99.9%", not "100.0%"."""
+    if probability >= 0.9995:
+        return ">99.9%"
+    if probability < 0.0005:
+        return "<0.1%"
+    return percent(probability)
+
+
+def probability_percent_value(probability: float) -> float:
+    """The same as a number for tables that sort: one decimal, clipped to [0.1, 99.9]."""
+    return min(99.9, max(0.1, round(100 * probability, 1)))
+
+
+def overlay(pixels: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> np.ndarray:
+    """Blend a [0, 1] heatmap (any size) over a grayscale image; returns uint8 RGB (H x W x 3)."""
+    height, width = pixels.shape[:2]
+    if heatmap.shape != (height, width):
+        heatmap = cv2.resize(heatmap.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    colored = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), cv2.COLORMAP_JET)
+    colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
+    base = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB) if pixels.ndim == 2 else pixels
+    opacity = float(np.clip(opacity, 0.0, 1.0))
+    return cv2.addWeighted(base, 1.0 - opacity, colored, opacity, 0.0)
+
+
+def _fit(pixels: np.ndarray, side: int) -> np.ndarray:
+    height, width = pixels.shape[:2]
+    scale = side / max(height, width)
+    return cv2.resize(
+        pixels, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+    )
+
+
+def _prevalence(prediction: Prediction) -> str:
+    return f"   Prevalence assumed {percent(prediction.prevalence, 0)}" if prediction.prevalence else ""
+
+
+def report_png(analysis: Analysis, *, model_name: str, source_name: str, opacity: float = 0.4) -> bytes:
+    """A one-page PNG report for one image: original, Grad-CAM overlay, verdict, model version
+    (white page, two 512 px panels, text below)."""
+    side = 512
+    original = cv2.cvtColor(_fit(analysis.pixels, side), cv2.COLOR_GRAY2RGB)
+    heat = _fit(analysis.heatmap, side)
+    blended = overlay(_fit(analysis.pixels, side), heat, opacity)
+    page = np.full((side + 230, 2 * side + 60, 3), 255, np.uint8)
+    page[20 : 20 + original.shape[0], 20 : 20 + original.shape[1]] = original
+    page[20 : 20 + blended.shape[0], side + 40 : side + 40 + blended.shape[1]] = blended
+    p = analysis.prediction
+    lines = [
+        (f"Verdict: {p.label}   P(pneumonia) = {probability_percent(p.probability_pneumonia)}   ({p.band})", 0.8, 2),
+        (f"Operating threshold {percent(p.operating_threshold)}{_prevalence(p)}   Model: {model_name}", 0.6, 1),
+        (f"Image: {source_name[:60]}   Generated {time.strftime('%Y-%m-%d %H:%M')}", 0.6, 1),
+        ("Left: image as read. Right: Grad-CAM (regions that drove the verdict; not a lesion map).", 0.55, 1),
+        (f"{DISCLAIMER} Not for clinical decisions.", 0.6, 1),
+    ]
+    y = side + 60
+    for text, scale, thickness in lines:
+        cv2.putText(page, text, (20, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA)
+        y += 36
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(page, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return encoded.tobytes()
