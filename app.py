@@ -14,6 +14,7 @@ pages = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("app_pages/diagnose.py", title="Diagnose", icon=":material/radiology:"),
     st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/monitoring:"),
+    st.Page("app_pages/site.py", title="Site check", icon=":material/travel_explore:"),
     st.Page("app_pages/retrain.py", title="Retrain", icon=":material/model_training:"),
 ]
 page = st.navigation(pages)

@@ -71,5 +71,35 @@ def analyze_cached(data: bytes) -> api.Analysis | api.InputError:
     return store[key]
 
 
+def site_check_cached(images: list[tuple[str, api.ImageSource]]) -> api.SiteCheck | str:
+    """The site check of these images with the selected model, once per set of files per session;
+    kept in the session (with the most atypical images, for thumbnails) for the Site page.
+    Returns the check, or a message when the model cannot run one."""
+    clf = classifier()
+    digest = hashlib.sha256(clf.name.encode())
+    for name, source in images:
+        digest.update(name.encode())
+        digest.update(source if isinstance(source, bytes) else str(source).encode())
+    cached = st.session_state.get("site_check")
+    if cached and cached["key"] == digest.hexdigest():
+        return cached["check"]
+    bar = st.progress(0.0, text="Reading images for the site check...")
+    try:
+        check = api.check_site(
+            clf, images, progress=lambda done, total: bar.progress(done / total, text=f"Read {done} of {total} images")
+        )
+    except ValueError as error:
+        return str(error)
+    finally:
+        bar.empty()
+    atypical = {item["name"] for item in check.most_atypical}
+    st.session_state["site_check"] = {
+        "key": digest.hexdigest(),
+        "check": check,
+        "atypical": {name: source for name, source in images if name in atypical},
+    }
+    return check
+
+
 def disclaimer() -> None:
     st.caption(api.DISCLAIMER_LONG)

@@ -50,6 +50,11 @@ for done, (name, data) in enumerate(files, start=1):
 if bar is not None:
     bar.empty()
 rows = api.worklist_rows(results)
+if len(files) >= api.SITE_CHECK_WITH_DIAGNOSE_FROM:
+    check = ui.site_check_cached(files)
+    if isinstance(check, api.SiteCheck):
+        st.info(check.summary())
+        st.page_link("app_pages/site.py", label="Site check: the details")
 if len(files) > 1:
     st.subheader("Worklist (highest probability first)")
     st.dataframe(rows, hide_index=True, width="stretch")

@@ -18,24 +18,36 @@ from .dashboard import ModelResults, load_test_predictions, metric_table, miscla
 from .data import resolve_data_dir
 from .errors import InputError
 from .evaluation import threshold_metrics
-from .imaging import MAX_UPLOAD_MB
+from .imaging import MAX_UPLOAD_MB, decode
+from .inputs import expand_paths, zip_images
 from .render import DISCLAIMER, DISCLAIMER_LONG, overlay, percent, probability_percent, report_png
+from .site import CHECK_WITH_DIAGNOSE_FROM as SITE_CHECK_WITH_DIAGNOSE_FROM
+from .site import MIN_IMAGES as SITE_MIN_IMAGES
+from .site import SiteCheck, check_site
 from .worklist import example_images, worklist_csv, worklist_rows
+
+ImageSource = bytes | Path | InputError
 
 __all__ = [
     "CLASS_NAMES",
     "DISCLAIMER",
     "DISCLAIMER_LONG",
     "MAX_UPLOAD_MB",
+    "SITE_CHECK_WITH_DIAGNOSE_FROM",
+    "SITE_MIN_IMAGES",
     "Analysis",
     "Classifier",
     "InputError",
     "ModelResults",
     "PrevalenceSetting",
+    "SiteCheck",
     "TrainingConfig",
+    "check_site",
     "data_dir",
     "example_images",
     "facts_line",
+    "folder_images",
+    "gather_uploads",
     "jobs",
     "load_test_predictions",
     "metric_table",
@@ -49,6 +61,7 @@ __all__ = [
     "registry",
     "report_png",
     "threshold_metrics",
+    "thumbnail",
     "verdict_color",
     "worklist_csv",
     "worklist_rows",
@@ -105,3 +118,43 @@ def facts_line(prediction: Prediction) -> str:
 def verdict_color(label: str) -> str:
     """Streamlit's colour name for a verdict: red for the positive class, green otherwise."""
     return "red" if label == CLASS_NAMES[1] else "green"
+
+
+def gather_uploads(files: list[tuple[str, bytes]]) -> list[tuple[str, ImageSource]]:
+    """Uploaded files as ``(name, source)`` images: zip archives are unpacked (members named
+    ``archive.zip/inside/path``), other files pass as they are; a bad archive becomes one
+    ``InputError`` entry, so it is listed with its reason and the rest still count."""
+    images: list[tuple[str, ImageSource]] = []
+    for name, data in files:
+        if name.lower().endswith(".zip"):
+            try:
+                images += [(f"{name}/{inner}", source) for inner, source in zip_images(data)]
+            except InputError as error:
+                images.append((name, error))
+        else:
+            images.append((name, data))
+    return images
+
+
+def folder_images(folder: str) -> list[tuple[str, ImageSource]]:
+    """The image files under a folder on the server, named by their path inside it.
+
+    Raises:
+        InputError: the folder does not exist.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise InputError("no_folder", f"There is no folder {folder} on the server.")
+    return [(str(path.relative_to(root)), path) for path in expand_paths([str(root)])]
+
+
+def thumbnail(source: ImageSource, side: int = 160):
+    """A small grayscale copy of an image for a gallery, or ``None`` if it cannot be read."""
+    import cv2
+
+    try:
+        pixels = decode(source).pixels
+    except (InputError, TypeError):
+        return None
+    scale = side / max(pixels.shape)
+    return cv2.resize(pixels, (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale))))

@@ -169,6 +169,47 @@ def _tight_crop_line(check: dict[str, Any]) -> list[str]:
     return [line]
 
 
+def _site_check_section(figures: dict[str, Any] | None) -> list[str]:
+    if not figures:
+        return []
+    alarms = figures["false_alarms"]
+    plain = {key: value for key, value in alarms.items() if key.isdigit()}
+    mixed = {key: value for key, value in alarms.items() if not key.isdigit()}
+    return [
+        "## Site check",
+        "",
+        "`scripts/pneumo check-site DIR` (and the app's Site page) tells from unlabelled images whether a site's "
+        "X-rays look like the ones this model learned from. It compares the model's own embeddings of the batch "
+        "with those of the validation split (patients the model did not fit, shipped as `site_reference.npz`): "
+        "the batch mean against the validation class means, with the direction between the classes projected "
+        "out so that a site that only sees more or less pneumonia is not flagged (20 principal components, "
+        "variances counted over patients, p < 0.05). It also estimates the site's share of pneumonia by EM on "
+        "the calibrated probabilities, gives a domain-classifier AUC as the size of the difference, and lists "
+        "the most atypical images. Below 20 images it says the batch is too small to tell.",
+        "",
+        f"Measured by `{figures['command']}` ({figures['splits']} random splits of the validation patients "
+        "into reference and control):",
+        "",
+        "- False alarms on in-distribution batches: "
+        + ", ".join(f"{_pct(v)} at {k}" for k, v in plain.items())
+        + "; resampled to other class mixes: "
+        + ", ".join(f"{_pct(v)} at {k}" for k, v in mixed.items())
+        + ". Batches of 400 leave a smaller reference (35% of the patients) than the shipped one.",
+        "- Detection of the official test set (another acquisition period): "
+        + ", ".join(f"{_pct(v)} of batches of {k}" for k, v in figures["detection"].items())
+        + ".",
+        "- Estimated prevalence on in-distribution batches of 200, mean absolute error: "
+        + ", ".join(f"{100 * v:.1f} points at {k}" for k, v in figures["prevalence_error_200"].items())
+        + f". 600 images from disk take {figures['seconds_600']:.0f} s.",
+        "- Limits: the estimate of the share of pneumonia assumes the images look like the reference; on a "
+        "shifted site it is biased upwards when normal images drift toward pneumonia (docs/benchmarks.md). The "
+        "test assumes "
+        "a batch's images cluster by patient as the validation split's do. 'Looks like the training data' "
+        "means no difference was found, not that verdicts are safe: check a labelled sample.",
+        "",
+    ]
+
+
 def _size(report: dict[str, Any] | None) -> str:
     return f" ({report['n']} images)" if report else ""
 
@@ -239,6 +280,7 @@ def model_card(metadata: dict[str, Any]) -> str:
             "(or recalibration). Nothing was tuned on it.",
         ),
         *_shortcut_section(metadata.get("shortcut_check")),
+        *_site_check_section(metadata.get("site_check")),
         "## Reproduce",
         "",
         "With the dataset where the project looks for it (`$PNEUMO_DATA`, else `data/chest_xray`), from the "
@@ -248,6 +290,116 @@ def model_card(metadata: dict[str, Any]) -> str:
         f"scripts/pneumo train --config models/{metadata['name']}/metadata.json \\",
         f"    --out models/{metadata['name']}",
         f".venv/bin/python benchmarks/shortcut_check.py --model {metadata['name']} --write",
+        *(
+            [f".venv/bin/python benchmarks/site_check.py --model {metadata['name']} --write"]
+            if metadata.get("site_check")
+            else []
+        ),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _summary_rows(report: dict[str, Any] | None) -> list[str]:
+    if not report:
+        return ["| (not available) | | |"]
+    ci = report.get("ci95", {})
+    rows = []
+    for key, label, fmt in (
+        ("auc", "AUC", lambda v: f"{v:.3f}"),
+        ("accuracy", "Accuracy", _pct),
+        ("sensitivity", "Sensitivity", _pct),
+        ("specificity", "Specificity", _pct),
+    ):
+        low_high = ci.get(key)
+        rows.append(
+            f"| {label} | {fmt(report[key])} | {f'{fmt(low_high[0])} - {fmt(low_high[1])}' if low_high else ''} |"
+        )
+    rows.append(f"| Expected calibration error | {report['ece']:.3f} | |")
+    return rows
+
+
+def adapted_model_card(metadata: dict[str, Any]) -> str:
+    """The card of a site-adapted model (``adapt.adapt``): site data, method, out-of-fold figures,
+    learning curve, the base model before adaptation, and the base model's own test figures."""
+    adaptation = metadata["adaptation"]
+    contract = metadata["contract"]
+    curve = adaptation["learning_curve"]
+    lines = [
+        f"# Model card: {metadata['name']}",
+        "",
+        f"**{DISCLAIMER}** It has not been validated for clinical use.",
+        "",
+        f"A copy of `{adaptation['base_model']}` adapted to one site's own labelled X-rays. Its figures below are "
+        f"**{metadata['evaluation_kind']}**: each image was scored by a model fitted without that patient.",
+        "",
+        "## Site data",
+        "",
+        f"- {adaptation['images']} images ({adaptation['normal']} normal, {adaptation['pneumonia']} pneumonia) of "
+        f"{adaptation['patients']} patients, from `{adaptation['source'] or 'an upload'}`; "
+        f"{len(adaptation['rejected'])} files left out as unreadable or not radiographs.",
+        "- Labels: as the site supplied them (folder names or a CSV); patients from the file names where they "
+        "follow the Kaggle pattern, from the CSV's patient column, else one patient per image.",
+        "",
+        "## Method",
+        "",
+        f"- {adaptation['method']}.",
+        f"- Inverse regularisation chosen: {adaptation['regularisation']} (per outer fold: "
+        f"{', '.join(str(c) for c in adaptation['regularisation_per_fold'])}); temperature "
+        f"{contract['temperature']:.3f}; operating threshold {contract['operating_threshold']:.3f} "
+        f"({metadata['threshold_method']}).",
+        f"- Probabilities are calibrated for this site's share of pneumonia ({_pct(contract['calibration_prevalence'])}).",
+        "- The input gate is refitted on the site's and the base model's validation images; the site check "
+        "compares new images with this site's.",
+        "",
+        f"## Site figures ({metadata['evaluation_kind']}, {adaptation['folds']}-fold, grouped by patient)",
+        "",
+        "| Metric | Value | 95% CI (bootstrap) |",
+        "| --- | --- | --- |",
+        *_summary_rows(metadata["test"]),
+        "",
+        "Learning curve (the same procedure on a stratified subset of each fold's training part, scored on the "
+        "same held-out folds):",
+        "",
+        "| Site images used | AUC | Accuracy | Sensitivity | Specificity |",
+        "| --- | --- | --- | --- | --- |",
+        *[
+            f"| {p['images']}{' (all)' if p.get('all') else ''} | {p['auc']:.3f} | {_pct(p['accuracy'])} | "
+            f"{_pct(p['sensitivity'])} | {_pct(p['specificity'])} |"
+            for p in curve
+        ],
+        "",
+        f"## Before: `{adaptation['base_model']}` on the same site images",
+        "",
+        "| Metric | Value | 95% CI (bootstrap) |",
+        "| --- | --- | --- |",
+        *_summary_rows(adaptation["before"]),
+        "",
+        "## At home: the base model's validation split (patients neither model fitted)",
+        "",
+        "| Metric | Value | 95% CI (bootstrap) |",
+        "| --- | --- | --- |",
+        *_summary_rows(adaptation.get("home")),
+        "",
+        "## Limits",
+        "",
+        "- The figures hold for images like this site's, from the period and machines the labelled images came "
+        "from; check new batches with the site check.",
+        "- Cross-validation estimates a model fitted on the other folds; the registered model is fitted on all "
+        "the site's images the same way.",
+        "",
+        f"## The base model's official test figures (`{metadata['base']['name']}`, no site data)",
+        "",
+        "| Metric | Value | 95% CI (bootstrap) |",
+        "| --- | --- | --- |",
+        *_summary_rows(metadata["base"].get("test")),
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        f"scripts/pneumo adapt SITE_FOLDER --model {adaptation['base_model']} --folds {adaptation['folds']} "
+        f"--out models/{metadata['name']}",
         "```",
         "",
     ]

@@ -10,30 +10,9 @@ from pathlib import Path
 
 from .data import DATA_HELP
 from .errors import InputError, ModelLoadError
-from .imaging import IMAGE_SUFFIXES
+from .inputs import expand_paths
 
 CSV_COLUMNS = ["path", "probability_pneumonia", "label", "error"]
-
-
-def expand_inputs(paths: list[str]) -> list[Path]:
-    """Files as given; folders searched recursively for image files (any case of extension).
-
-    A folder also yields extension-less files, which may be DICOM.
-    """
-    found: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if (
-                    child.is_file()
-                    and not child.name.startswith(".")
-                    and (child.suffix.lower() in IMAGE_SUFFIXES or child.suffix == "")
-                ):
-                    found.append(child)
-        else:
-            found.append(path)
-    return found
 
 
 def _fraction(text: str) -> float:
@@ -53,7 +32,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.prevalence is not None and classifier.contract.calibration_prevalence is None:
         print(f"error: model {classifier.name} did not record the prevalence it is calibrated for", file=sys.stderr)
         return 2
-    files = expand_inputs(args.paths)
+    files = expand_paths(args.paths)
     if not files:
         print("error: no image files found in the given paths", file=sys.stderr)
         return 1
@@ -155,6 +134,121 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_site(args: argparse.Namespace) -> int:
+    from .classifier import Classifier
+    from .site import check_site
+
+    classifier = Classifier.load(args.model)
+    files = expand_paths(args.paths)
+    if not files:
+        print("error: no image files found in the given paths", file=sys.stderr)
+        return 2
+
+    def report(done: int, total: int) -> None:
+        if total > 32:
+            print(f"read {done}/{total}", file=sys.stderr, flush=True)
+
+    try:
+        result = check_site(classifier, [(str(path), path) for path in files], progress=report)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=2))
+    for item in result.rejected:
+        print(f"left out {item['name']}: {item['reason']}")
+    print(result.summary())
+    if not result.too_small:
+        print("most atypical images (distance to the reference; share of reference images closer):")
+        for item in result.most_atypical:
+            print(f"  {item['atypicality']:7.2f}  {item['reference_percentile']:5.1f}%  {item['name']}")
+    return 0
+
+
+def cmd_site_reference(args: argparse.Namespace) -> int:
+    from . import registry
+    from .classifier import Classifier
+    from .data import resolve_data_dir
+    from .site import REFERENCE_FILE, build_reference
+
+    data_dir = resolve_data_dir(args.data)
+    if not (data_dir / "train").is_dir():
+        print(f"error: no dataset at {data_dir}; {DATA_HELP}", file=sys.stderr)
+        return 2
+    classifier = Classifier.load(args.model)
+    reference = build_reference(classifier, data_dir)
+    target = registry.resolve(args.model) / REFERENCE_FILE
+    staged = target.with_name(f".{REFERENCE_FILE}")
+    reference.save(staged)
+    staged.replace(target)
+    print(f"wrote {target}: {len(reference.labels)} validation images, {100 * reference.prevalence:.1f}% pneumonia")
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    import time
+
+    from . import registry
+    from .adapt import SiteDataError, adapt, read_site
+    from .classifier import Classifier
+    from .progress import TrainingCancelled
+
+    base = Classifier.load(args.model)
+    out = Path(args.out) if args.out else registry.models_dir() / f"{base.name}-site-{time.strftime('%Y%m%d-%H%M%S')}"
+    registry.check_name(out.name)
+    try:
+        images = read_site(Path(args.dir), Path(args.csv) if args.csv else None)
+    except (SiteDataError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def show(event: dict) -> None:
+        if event["type"] == "stage":
+            print(f"== {event['message']}", flush=True)
+        elif event["type"] == "fold":
+            print(f"  fold {event['fold']}/{event['folds']}", flush=True)
+
+    try:
+        result = adapt(base, images, out, folds=args.folds, source=args.csv or args.dir, on_event=show)
+    except SiteDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingCancelled:
+        print("cancelled: nothing was written", file=sys.stderr)
+        return 130
+    for name, reason in result.rejected:
+        print(f"left out {name}: {reason}")
+    adaptation = result.metadata["adaptation"]
+    figures = summary_line(result.metadata["test"])
+    print(f"site-adapted, out of fold ({adaptation['folds']}-fold, grouped by patient, {adaptation['images']} images):")
+    print(f"  {figures}")
+    print(f"before ({adaptation['base_model']} on the same images):")
+    print(f"  {summary_line(adaptation['before'])}")
+    if adaptation.get("home"):
+        print(f"at home ({adaptation['base_model']}'s validation split):")
+        print(f"  {summary_line(adaptation['home'])}")
+    print("learning curve (site images used: accuracy, specificity):")
+    for point in adaptation["learning_curve"]:
+        print(f"  {point['images']:5d}: {100 * point['accuracy']:.1f}%, {100 * point['specificity']:.1f}%")
+    print(f"model saved to {result.path} ({adaptation['seconds']:.0f} s)")
+    return 0
+
+
+def summary_line(report: dict) -> str:
+    """AUC, accuracy, sensitivity, specificity and ECE with the 95% CIs where the report has them."""
+    ci = report.get("ci95", {})
+
+    def part(key: str, name: str, percent: bool) -> str:
+        show = (lambda v: f"{100 * v:.1f}%") if percent else (lambda v: f"{v:.3f}")
+        interval = f" ({show(ci[key][0])}-{show(ci[key][1])})" if key in ci else ""
+        return f"{name} {show(report[key])}{interval}"
+
+    return ", ".join(
+        [part("auc", "AUC", False), part("accuracy", "accuracy", True), part("sensitivity", "sensitivity", True),
+         part("specificity", "specificity", True), f"ECE {report['ece']:.3f}"]
+    )  # fmt: skip
+
+
 def cmd_card(args: argparse.Namespace) -> int:
     from . import registry
     from .card import model_card
@@ -208,6 +302,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="new threshold rule: this validation sensitivity (0: Youden's J)",
     )
     recal.set_defaults(func=cmd_recalibrate)
+    site = sub.add_parser(
+        "check-site", help="do a site's unlabelled images look like the training data? (files or folders)"
+    )
+    site.add_argument("paths", nargs="+")
+    site.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
+    site.add_argument("--json", help="also write the result to this JSON file")
+    site.set_defaults(func=cmd_check_site)
+    reference = sub.add_parser(
+        "site-reference", help="write a model's site reference from its validation split (needs the dataset)"
+    )
+    reference.add_argument("model")
+    reference.add_argument("--data", help=f"dataset root ({DATA_HELP})")
+    reference.set_defaults(func=cmd_site_reference)
+    adapt = sub.add_parser(
+        "adapt", help="adapt a model to a site's labelled images (DIR/NORMAL, DIR/PNEUMONIA, or --csv)"
+    )
+    adapt.add_argument("dir", help="the site's folder (NORMAL/ and PNEUMONIA/), or the CSV's folder with --csv")
+    adapt.add_argument("--model", help="the base model (default: the default model)")
+    adapt.add_argument("--out", help="the new model's folder (default: models/BASE-site-<timestamp>)")
+    adapt.add_argument("--folds", type=int, default=5, help="patient-grouped cross-validation folds (default 5)")
+    adapt.add_argument("--csv", help="labels as rows path,label[,patient] (paths relative to the CSV)")
+    adapt.set_defaults(func=cmd_adapt)
     card = sub.add_parser("card", help="rewrite a model's MODEL_CARD.md from its metadata.json")
     card.add_argument("model")
     card.set_defaults(func=cmd_card)

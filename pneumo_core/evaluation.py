@@ -52,10 +52,14 @@ def shift_prevalence(probability: Any, from_prevalence: float, to_prevalence: fl
     return float(out) if out.ndim == 0 else out
 
 
-def threshold_metrics(y_true: np.ndarray, y_score: np.ndarray, *, threshold: float) -> dict[str, Any]:
-    """Confusion matrix and the rates derived from it at ``y_score >= threshold``."""
+def threshold_metrics(y_true: np.ndarray, y_score: np.ndarray, *, threshold: float | np.ndarray) -> dict[str, Any]:
+    """Confusion matrix and the rates derived from it at ``y_score >= threshold``.
+
+    ``threshold`` may be one per image (out-of-fold predictions, each at its own fold's threshold);
+    the report's ``threshold`` is then their median.
+    """
     y_true = np.asarray(y_true, dtype=int).ravel()
-    y_pred = (np.asarray(y_score, dtype=float).ravel() >= threshold).astype(int)
+    y_pred = (np.asarray(y_score, dtype=float).ravel() >= np.asarray(threshold, dtype=float).ravel()).astype(int)
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel())
 
     def ratio(num: int, den: int) -> float:
@@ -64,7 +68,7 @@ def threshold_metrics(y_true: np.ndarray, y_score: np.ndarray, *, threshold: flo
     precision = ratio(tp, tp + fp)
     sensitivity = ratio(tp, tp + fn)
     return {
-        "threshold": float(threshold),
+        "threshold": float(np.median(threshold)),
         "accuracy": ratio(tp + tn, tp + tn + fp + fn),
         "sensitivity": sensitivity,
         "specificity": ratio(tn, tn + fp),
@@ -177,15 +181,20 @@ def evaluate(
     y_true: np.ndarray,
     y_prob: np.ndarray,
     *,
-    threshold: float,
+    threshold: float | np.ndarray,
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The full report: scalars, 95% CIs, confusion matrix, ROC / PR / calibration curves."""
-    y_true, y_prob = _check(y_true, y_prob)
+    """The full report: scalars, 95% CIs, confusion matrix, ROC / PR / calibration curves.
 
-    def scalars(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
-        at = threshold_metrics(t, p, threshold=threshold)
+    ``threshold``: one operating threshold, or one per image (resampled with its image).
+    """
+    y_true, y_prob = _check(y_true, y_prob)
+    thresholds = np.broadcast_to(np.asarray(threshold, dtype=float), y_prob.shape)
+
+    def scalars(t: np.ndarray, scored: np.ndarray) -> dict[str, float]:
+        p, at_threshold = scored[:, 0], scored[:, 1]
+        at = threshold_metrics(t, p, threshold=at_threshold)
         return {
             "auc": float(roc_auc_score(t, p)),
             **{k: at[k] for k in ("accuracy", "sensitivity", "specificity", "precision", "f1")},
@@ -196,13 +205,13 @@ def evaluate(
     report: dict[str, Any] = {
         "n": int(y_true.size),
         "n_positive": int(y_true.sum()),
-        **threshold_metrics(y_true, y_prob, threshold=threshold),
+        **threshold_metrics(y_true, y_prob, threshold=thresholds),
         "auc": float(roc_auc_score(y_true, y_prob)),
         "average_precision": float(average_precision_score(y_true, y_prob)),
         "brier": float(brier_score_loss(y_true, y_prob)),
         "log_loss": float(log_loss(y_true, np.clip(y_prob, 1e-7, 1 - 1e-7), labels=[0, 1])),
         "ece": expected_calibration_error(y_true, y_prob),
-        "ci95": bootstrap_ci(y_true, y_prob, scalars, n_resamples=n_resamples, seed=seed),
+        "ci95": bootstrap_ci(y_true, np.c_[y_prob, thresholds], scalars, n_resamples=n_resamples, seed=seed),
         "roc": {
             "fpr": fpr.tolist(),
             "tpr": tpr.tolist(),

@@ -85,11 +85,11 @@ def _read_file(path: Path) -> bytes:
         raise InputError("is_directory", f"{path.name} is a folder, not an image file.")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise InputError("too_large", _too_large_message(size))
+        raise InputError("too_large", too_large_message(size))
     return path.read_bytes()
 
 
-def _too_large_message(size: int) -> str:
+def too_large_message(size: int) -> str:
     return (
         f"The file is {size / 1024 / 1024:.0f} MB; the limit is {MAX_UPLOAD_MB} MB. "
         "Export the image at a lower resolution or as JPEG/PNG."
@@ -111,7 +111,7 @@ def decode_bytes(data: bytes) -> DecodedImage:
     if len(data) == 0:
         raise InputError("empty", "The file is empty (0 bytes). Upload the image again.")
     if len(data) > MAX_FILE_BYTES:
-        raise InputError("too_large", _too_large_message(len(data)))
+        raise InputError("too_large", too_large_message(len(data)))
     kind = sniff_format(data)
     if kind == "DICOM":
         # pydicom's warnings quote element values, which may hold patient data: keep them out of logs.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -121,5 +122,52 @@ def training_curves_figure(history: dict[str, Sequence[float]]) -> go.Figure:
     fig.update_layout(
         title="Training curves", xaxis={"title": "epoch", "dtick": 1}, yaxis={"title": "loss"},
         yaxis2={"title": "AUC", "overlaying": "y", "side": "right", "range": [0.5, 1.0]}, **_LAYOUT,
+    )  # fmt: skip
+    return fig
+
+
+def site_projection_figure(picture: dict[str, Any], class_names: Sequence[str]) -> go.Figure:
+    """Where a site's images fall against the reference (``site.ShiftTest.picture``): x runs from
+    the normal to the pneumonia class mean, y along the direction in which the site departs."""
+    reference = np.asarray(picture["reference"])
+    labels = np.asarray(picture["reference_labels"])
+    site = np.asarray(picture["site"])
+    fig = go.Figure()
+    for label, colour in ((0, "#4c9a2a"), (1, "#c0392b")):
+        points = reference[labels == label]
+        fig.add_trace(
+            go.Scatter(
+                x=points[:, 0], y=points[:, 1], mode="markers", name=f"reference {class_names[label]}",
+                marker={"color": colour, "size": 5, "opacity": 0.35},
+            )
+        )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=site[:, 0], y=site[:, 1], mode="markers", name="this site",
+            marker={"color": "#1f4e9c", "size": 7, "symbol": "x"},
+        )
+    )  # fmt: skip
+    fig.update_layout(
+        title="Site images against the reference",
+        xaxis={"title": f"{class_names[0]} -> {class_names[1]} (class axis)"},
+        yaxis={"title": "direction of the site's difference"},
+        legend={"orientation": "h", "y": -0.25},
+        **_LAYOUT,
+    )
+    return fig
+
+
+def atypicality_figure(reference: Sequence[float], site: Sequence[float]) -> go.Figure:
+    """Histograms of atypicality (distance to the nearer reference class), reference vs site."""
+    fig = go.Figure()
+    for values, name, colour in ((reference, "reference (validation)", "#9a9a9a"), (site, "this site", "#1f4e9c")):
+        fig.add_trace(
+            go.Histogram(
+                x=list(values), name=name, histnorm="probability", opacity=0.6, nbinsx=30, marker={"color": colour}
+            )
+        )
+    fig.update_layout(
+        title="Atypicality", barmode="overlay", xaxis={"title": "distance to the nearer reference class"},
+        yaxis={"title": "share of images"}, legend={"orientation": "h", "y": -0.25}, **_LAYOUT,
     )  # fmt: skip
     return fig

@@ -27,6 +27,7 @@ from .data import Sample, class_weights, list_split, load_arrays, summarize, tra
 from .evaluation import evaluate, expected_calibration_error, shift_prevalence, sigmoid, summary
 from .gate import GATE_FILE
 from .progress import EventHandler, StopCheck, TrainingCancelled, check_stop, emit, loading, stage
+from .site import REFERENCE_FILE, SiteReference
 
 __all__ = ["TrainResult", "TrainingCancelled", "recalibrate", "train"]
 
@@ -202,9 +203,14 @@ def _calibrate_report_register(
         "validation": validation_report,
         "test": test_report,
     }
+    writers = {registry.MODEL_FILE: write_model, GATE_FILE: feature_gate.save}
+    if SiteReference.enough(val_split.y):  # a small retraining run's validation split is too small for one
+        patients = np.unique([s.patient_id for s in val_split.samples], return_inverse=True)[1]
+        reference = SiteReference(calibration.val_embeddings, val_split.y, calibration.val_probabilities, patients)
+        writers[REFERENCE_FILE] = reference.save
     stage(on_event, should_stop, "Registering the model")
     path = registry.save_model_folder(
-        Path(out), {registry.MODEL_FILE: write_model, GATE_FILE: feature_gate.save}, metadata, predictions,
+        Path(out), writers, metadata, predictions,
         model_card(metadata), before_commit=lambda: check_stop(should_stop),
     )  # fmt: skip
     emit(

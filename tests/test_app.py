@@ -31,7 +31,9 @@ def test_router_runs_every_page(use_tiny_registry: Path, no_data: None) -> None:
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     assert not app.exception
     assert "Pneumonia chest X-ray assistant" in app.title[0].value
-    for name, title in (("diagnose", "Diagnose"), ("evaluation", "Evaluation"), ("retrain", "Retrain")):
+    for name, title in (
+        ("diagnose", "Diagnose"), ("evaluation", "Evaluation"), ("site", "Site check"), ("retrain", "Retrain")
+    ):  # fmt: skip
         app.switch_page(f"app_pages/{name}.py").run()
         assert not app.exception, name
         assert app.title[0].value == title
@@ -139,3 +141,54 @@ def test_upload_limit_matches_core() -> None:
 
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] == MAX_UPLOAD_MB
+
+
+def site_zip(data_root: Path, count: int) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted((data_root / "train").rglob("*.jpeg"))[:count]:
+            archive.write(path, f"site-b/{path.parent.name.lower()}/{path.name}")
+        archive.writestr("site-b/broken.jpeg", b"\xff\xd8\xff\xe0 truncated")
+    return buffer.getvalue()
+
+
+def test_site_check_page_from_a_zip(shipped: None, data_root: Path) -> None:
+    app = page("site").run()
+    assert not app.exception and app.info  # asks for images
+    app.get("file_uploader")[0].set_value(("site-b.zip", site_zip(data_root, 60), "application/zip"))
+    app.run()
+    assert not app.exception
+    verdicts = [*app.success, *app.error]
+    assert len(verdicts) == 1 and verdicts[0].value.startswith("Site check (60 images): ")
+    labels = {m.label for m in app.metric}
+    assert {"p-value (appearance differs)", "Domain-classifier AUC", "Estimated pneumonia share"} <= labels
+    assert any("Most atypical images" in s.value for s in app.subheader)
+    left_out = app.expander[0]
+    assert left_out.label == "1 files left out"
+    assert list(left_out.dataframe[0].value["file"]) == ["site-b.zip/site-b/broken.jpeg"]
+
+
+def test_site_check_page_says_when_too_few_images(shipped: None, data_root: Path) -> None:
+    app = page("site").run()
+    app.get("file_uploader")[0].set_value(("few.zip", site_zip(data_root, 5), "application/zip"))
+    app.run()
+    assert not app.exception and "too small to tell" in app.warning[0].value
+    assert not app.metric
+
+
+def test_diagnose_runs_the_site_check_from_fifty_uploads(shipped: None, data_root: Path) -> None:
+    """Through the router, so the line's link to the Site check page resolves as in the app."""
+    files = [(p.name, p.read_bytes(), "image/jpeg") for p in sorted((data_root / "train").rglob("*.jpeg"))[:50]]
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    app.switch_page("app_pages/diagnose.py").run()
+    app.get("file_uploader")[0].set_value(files)
+    app.run()
+    assert not app.exception
+    assert any(i.value.startswith("Site check (50 images): ") for i in app.info)
+    assert [link.proto.page for link in app.get("page_link")] == ["site"]  # the Site check page
+    app.get("file_uploader")[0].set_value(files[:49])
+    app.run()
+    assert not any(i.value.startswith("Site check") for i in app.info)

@@ -1,7 +1,8 @@
 """The main user path in a real browser: `streamlit run app.py`, driven by Playwright in Chromium.
 
 Upload a full-resolution X-ray on Diagnose and see the verdict, percentage and Grad-CAM; open
-Evaluation and see the confusion matrix and ROC; run a tiny retraining to completion.
+Evaluation and see the confusion matrix and ROC; check a site from a zip of unlabelled images; run a
+tiny retraining to completion.
 Screenshots go to $PNEUMO_SCREENSHOT_DIR (the README's come from here) or a temporary folder.
 """
 
@@ -123,6 +124,27 @@ def test_evaluation_dashboards(browser_page, server: str, shots: Path) -> None:
     assert "Confusion matrix" in svg_text and "ROC curve" in svg_text, svg_text
     assert "Sensitivity" in text
     page.screenshot(path=str(shots / "evaluation.png"), full_page=True)
+
+
+def test_site_check_of_a_zip(browser_page, server: str, data_root: Path, shots: Path, tmp_path: Path) -> None:
+    """A zip of a site's unlabelled images: the verdict line, the picture and the atypical gallery."""
+    import zipfile
+
+    archive = tmp_path / "site-b.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in sorted((data_root / "train").rglob("*.jpeg")) + sorted((data_root / "test").rglob("*.jpeg")):
+            handle.write(path, f"site-b/{path.name}")
+    page = browser_page
+    page.goto(f"{server}/site")
+    page.get_by_role("heading", name="Site check").wait_for()
+    page.locator("input[type=file]").set_input_files(str(archive))
+    page.get_by_text("Site check (98 images):").wait_for(timeout=120_000)
+    page.get_by_text("Most atypical images").wait_for()
+    page.locator(".js-plotly-plot .gtitle").nth(1).wait_for()
+    svg_text = " ".join(page.locator(".js-plotly-plot .gtitle").all_text_contents())
+    assert "Site images against the reference" in svg_text and "Atypicality" in svg_text, svg_text
+    assert page.locator("[data-testid=stImage] img").count() == 10
+    page.screenshot(path=str(shots / "site.png"), full_page=True)
 
 
 def test_retrain_tiny_run_to_completion(browser_page, server: str, shots: Path) -> None:

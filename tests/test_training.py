@@ -32,6 +32,9 @@ def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path:
     assert metadata["test"]["n"] == n_test
     assert len((folder / "test_predictions.csv").read_text().splitlines()) == n_test + 1
     assert metadata["training_config"]["train_subset"] == 80 and metadata["training_config"]["members"] == 2
+    validation = metadata["data"]["validation"]
+    # a site reference needs a covariance per class: a tiny validation split gets none, and says so
+    assert (folder / "site_reference.npz").exists() == (min(validation["normal"], validation["pneumonia"]) > 21)
     assert metadata["member_epochs"] == [1, 1] and len(metadata["history"]["val_loss"]) == 2
     assert [e["member"] for e in events if e["type"] == "epoch_end"] == [1, 2]
     progress = [e["progress"] for e in events if e["type"] == "batch"]

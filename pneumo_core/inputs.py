@@ -1,0 +1,72 @@
+"""Gathering image inputs: files and folders on disk, and zip archives uploaded to the app.
+
+Both yield candidates only; whether each is a readable chest X-ray is ``imaging`` and ``gate``'s
+call, so a bad file is rejected with its reason later, never here.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from .errors import InputError
+from .imaging import IMAGE_SUFFIXES, MAX_FILE_BYTES, too_large_message
+
+MAX_ARCHIVE_FILES = 5000
+MAX_ARCHIVE_BYTES = 4 * 1024**3
+"""Uncompressed size an archive may unpack to in memory (zip bombs are refused before reading)."""
+
+
+def is_image_name(name: str) -> bool:
+    """Image suffixes in any case; an extension-less file may be DICOM. Hidden files are not."""
+    path = PurePosixPath(name)
+    return not path.name.startswith(".") and (path.suffix.lower() in IMAGE_SUFFIXES or path.suffix == "")
+
+
+def expand_paths(paths: list[str]) -> list[Path]:
+    """Files as given; folders searched recursively for image files (see ``is_image_name``)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += [child for child in sorted(path.rglob("*")) if child.is_file() and is_image_name(child.name)]
+        else:
+            found.append(path)
+    return found
+
+
+def zip_images(data: bytes) -> list[tuple[str, bytes | InputError]]:
+    """``(path inside the archive, bytes)`` of each image file in a zip archive, in name order; a
+    member that cannot be read comes as ``(path, InputError)`` so it is listed with its reason.
+
+    Raises:
+        InputError: the archive is unreadable, or unpacks to more files or bytes than allowed.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError):
+        raise InputError("bad_archive", "This file is not a readable zip archive.") from None
+    with archive:
+        members = [
+            info
+            for info in archive.infolist()
+            if not info.is_dir() and is_image_name(info.filename) and "__MACOSX" not in info.filename
+        ]
+        if len(members) > MAX_ARCHIVE_FILES:
+            raise InputError(
+                "archive_too_large", f"The archive holds {len(members)} images; at most {MAX_ARCHIVE_FILES} at once."
+            )
+        if sum(info.file_size for info in members) > MAX_ARCHIVE_BYTES:
+            raise InputError("archive_too_large", "The archive unpacks to more than 4 GB; split it into smaller ones.")
+        images = []
+        for info in sorted(members, key=lambda i: i.filename):
+            if info.file_size > MAX_FILE_BYTES:
+                images.append((info.filename, InputError("too_large", too_large_message(info.file_size))))
+                continue
+            try:
+                images.append((info.filename, archive.read(info)))
+            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError):
+                message = "This archive member is damaged or encrypted and cannot be read."
+                images.append((info.filename, InputError("corrupt", message)))
+        return images

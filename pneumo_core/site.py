@@ -1,0 +1,416 @@
+"""Site check: do a site's unlabelled X-rays look like the images the model learned from?
+
+The model's own embeddings (``Network.outputs``: the input gate's features) are compared with a
+reference that ships in the model folder: the validation split, patients the model did not fit,
+with their labels and calibrated probabilities (``site_reference.npz``).
+
+- Prevalence: EM re-estimation of the class prior from the calibrated probabilities (Saerens,
+  Latinne & Decaestecker 2002), 95% CI by bootstrap over images.
+- Shift: the batch's mean embedding (20 principal components) against the reference's class means.
+  In the space whitened by the pooled within-class covariance, the direction between the class means
+  is projected out, so a site that only sees more or less pneumonia cannot raise the statistic; what
+  is left is a Hotelling-type T^2 with the class mixture's covariance at the estimated prevalence plus
+  the reference's own sampling error, referred to chi-square with 19 degrees of freedom. Both
+  variances count patients, not images: several images of one patient are alike.
+- Effect: a cross-validated domain classifier (logistic regression on the same projected features,
+  the reference reweighted to the batch's estimated class mix); its AUC is 0.5 when the batch cannot
+  be told from the reference, with a 95% bootstrap CI.
+- Atypicality: each image's Mahalanobis distance to the nearer class of the reference.
+
+Below ``MIN_IMAGES`` the answer is "too small to tell".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from .errors import InputError
+
+REFERENCE_FILE = "site_reference.npz"
+MIN_IMAGES = 20
+CHECK_WITH_DIAGNOSE_FROM = 50
+"""Uploads on the Diagnose page from which the site check runs beside the worklist."""
+COMPONENTS = 20
+ALPHA = 0.05
+ATYPICAL_SHOWN = 10
+
+LOOKS_ALIKE = "looks like the training data"
+DIFFERS = "differs: expect more false alarms or misses; check a labelled sample, or adapt the model to this site"
+TOO_SMALL = f"too small to tell: check at least {MIN_IMAGES} images"
+
+
+@dataclass
+class SiteReference:
+    """What a model ships for site checks: embeddings ``(m, D)``, labels ``(m,)`` (1 = pneumonia),
+    calibrated probabilities ``(m,)`` and patient groups ``(m,)`` (integer codes, no identifiers) of
+    images the model did not fit (its validation split). Without groups each image is a patient."""
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray
+    groups: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.embeddings = np.asarray(self.embeddings, np.float32)
+        self.labels = np.asarray(self.labels, np.int64)
+        self.probabilities = np.asarray(self.probabilities, np.float64)
+        if self.groups is None:
+            self.groups = np.arange(len(self.labels))
+        self.groups = np.unique(np.asarray(self.groups), return_inverse=True)[1].astype(np.int64)
+        if not len(self.embeddings) == len(self.labels) == len(self.probabilities) == len(self.groups):
+            raise ValueError("embeddings, labels, probabilities and groups must have one row per image")
+        if not self.enough(self.labels):
+            raise ValueError(f"a site reference needs more than {COMPONENTS + 1} images of each class")
+
+    @staticmethod
+    def enough(labels: np.ndarray) -> bool:
+        """Whether a validation split is large enough to be a reference (a covariance per class)."""
+        return bool(min(np.bincount(np.asarray(labels, np.int64), minlength=2)) > COMPONENTS + 1)
+
+    @property
+    def prevalence(self) -> float:
+        return float(self.labels.mean())
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(
+            path, embeddings=self.embeddings, labels=self.labels, probabilities=self.probabilities, groups=self.groups
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> SiteReference | None:
+        if not Path(path).exists():
+            return None
+        with np.load(path, allow_pickle=False) as data:
+            return cls(data["embeddings"], data["labels"], data["probabilities"], data["groups"])
+
+
+def estimate_prevalence(probabilities: np.ndarray, calibrated_for: float, iterations: int = 200) -> float:
+    """The share of pneumonia a batch's calibrated probabilities imply (Saerens et al. 2002 EM).
+
+    ``calibrated_for`` is the prevalence the probabilities are calibrated for; each step restates
+    them for the current estimate by Bayes' rule and takes their mean.
+    """
+    p = np.clip(np.asarray(probabilities, np.float64), 1e-9, 1 - 1e-9)
+    prevalence = calibrated_for
+    for _ in range(iterations):
+        positive = p * prevalence / calibrated_for
+        negative = (1 - p) * (1 - prevalence) / (1 - calibrated_for)
+        updated = float(np.mean(positive / (positive + negative)))
+        if abs(updated - prevalence) < 1e-8:
+            break
+        prevalence = float(np.clip(updated, 1e-6, 1 - 1e-6))
+    return prevalence
+
+
+def prevalence_interval(
+    probabilities: np.ndarray, calibrated_for: float, *, n_resamples: int = 200, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of ``estimate_prevalence`` (resampling images)."""
+    rng = np.random.default_rng(seed)
+    p = np.asarray(probabilities)
+    draws = [estimate_prevalence(p[rng.integers(0, p.size, p.size)], calibrated_for) for _ in range(n_resamples)]
+    return float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
+
+
+class ShiftTest:
+    """The class-mix corrected comparison of a batch's embeddings with a ``SiteReference``."""
+
+    def __init__(self, reference: SiteReference, components: int = COMPONENTS) -> None:
+        self.reference = reference
+        x = reference.embeddings.astype(np.float64)
+        self._centre, self._scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+        standardized = (x - self._centre) / self._scale
+        self._axes = np.linalg.svd(standardized - standardized.mean(axis=0), full_matrices=False)[2][:components]
+        z = standardized @ self._axes.T
+        y = reference.labels
+        self._counts = (int((y == 0).sum()), int((y == 1).sum()))
+        self._means = (z[y == 0].mean(axis=0), z[y == 1].mean(axis=0))
+        self._covariances = (np.cov(z[y == 0].T), np.cov(z[y == 1].T))
+        # Images of one patient are alike: each class's design effect (the cluster-robust variance of
+        # its mean over the plain one, counted over patients) scales the variance of the reference's
+        # class means and of the batch mean alike.
+        self._design_effects = []
+        for label, mean, covariance, count in zip((0, 1), self._means, self._covariances, self._counts, strict=True):
+            rows = y == label
+            sums = np.zeros((reference.groups.max() + 1, components))
+            np.add.at(sums, reference.groups[rows], z[rows] - mean)
+            sums = sums[np.any(sums != 0, axis=1)]
+            robust = sums.T @ sums / count**2 * len(sums) / max(1, len(sums) - 1)
+            self._design_effects.append(max(1.0, float(np.trace(robust) / np.trace(covariance / count))))
+        pooled = sum((n - 1) * c for n, c in zip(self._counts, self._covariances, strict=True)) / (
+            sum(self._counts) - 2
+        )
+        values, vectors = np.linalg.eigh(pooled)
+        self._whiten = vectors @ np.diag(values**-0.5) @ vectors.T
+        between = (self._means[1] - self._means[0]) @ self._whiten
+        self.class_axis = between / np.linalg.norm(between)
+        self._project_out = np.eye(components) - np.outer(self.class_axis, self.class_axis)
+        self.degrees_of_freedom = components - 1
+        self._reference_whitened = self.whitened(reference.embeddings)
+        self.reference_atypicality = self.atypicality(reference.embeddings)
+
+    def components(self, embeddings: np.ndarray) -> np.ndarray:
+        """``(N, D)`` embeddings -> ``(N, k)`` principal components of the reference."""
+        return ((np.asarray(embeddings, np.float64) - self._centre) / self._scale) @ self._axes.T
+
+    def whitened(self, embeddings: np.ndarray) -> np.ndarray:
+        """Coordinates relative to the reference's normal-class mean, whitened by the pooled
+        within-class covariance: the space the statistic and the picture use."""
+        return (self.components(embeddings) - self._means[0]) @ self._whiten
+
+    def statistic(self, embeddings: np.ndarray, prevalence: float) -> tuple[float, float, np.ndarray]:
+        """``(T^2, p-value, deviation)``: the batch mean's deviation from a reference of the same
+        class mix, the class-mean direction projected out (the deviation is in whitened space)."""
+        n = len(embeddings)
+        deviation = self._project_out @ self.whitened(embeddings).mean(axis=0)
+        (c0, c1), (d0, d1), (n0, n1) = self._covariances, self._design_effects, self._counts
+        mean_covariance = ((1 - prevalence) * d0 * c0 + prevalence * d1 * c1) / n
+        mean_covariance += (1 - prevalence) ** 2 * d0 * c0 / n0 + prevalence**2 * d1 * c1 / n1
+        covariance = self._project_out @ self._whiten @ mean_covariance @ self._whiten @ self._project_out
+        t2 = float(deviation @ np.linalg.pinv(covariance, rcond=1e-10) @ deviation)
+        return t2, float(stats.chi2.sf(t2, self.degrees_of_freedom)), deviation
+
+    def atypicality(self, embeddings: np.ndarray) -> np.ndarray:
+        """``(N,)`` Mahalanobis distance of each image to the nearer class of the reference."""
+        z = self.components(embeddings)
+        distances = []
+        for mean, covariance in zip(self._means, self._covariances, strict=True):
+            centred = z - mean
+            distances.append(np.sqrt(np.einsum("ij,jk,ik->i", centred, np.linalg.pinv(covariance), centred)))
+        return np.minimum(*distances)
+
+    def domain_auc(self, embeddings: np.ndarray, prevalence: float, *, seed: int = 0) -> tuple[float, float, float]:
+        """``(AUC, low, high)`` of a 5-fold cross-validated logistic regression telling the batch from
+        the reference (reweighted to ``prevalence``), on the projected features; 95% bootstrap CI."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import roc_auc_score
+        from sklearn.model_selection import StratifiedKFold
+
+        site = self.whitened(embeddings) @ self._project_out
+        reference = self._reference_whitened @ self._project_out
+        features = np.vstack([reference, site])
+        is_site = np.r_[np.zeros(len(reference)), np.ones(len(site))].astype(int)
+        y = self.reference.labels
+        share = self.reference.prevalence
+        weights = np.r_[np.where(y == 1, prevalence / share, (1 - prevalence) / (1 - share)), np.ones(len(site))]
+        weights[is_site == 0] *= len(site) / weights[is_site == 0].sum()  # both sides weigh the same
+        scores = np.zeros(len(features))
+        folds = StratifiedKFold(n_splits=min(5, len(site)), shuffle=True, random_state=seed)
+        for train, held_out in folds.split(features, is_site):
+            model = LogisticRegression(C=1.0, max_iter=1000).fit(
+                features[train], is_site[train], sample_weight=weights[train]
+            )
+            scores[held_out] = model.decision_function(features[held_out])
+        auc = float(roc_auc_score(is_site, scores, sample_weight=weights))
+        rng = np.random.default_rng(seed)
+        sites, refs = np.flatnonzero(is_site == 1), np.flatnonzero(is_site == 0)
+        draws = []
+        for _ in range(200):
+            s, r = rng.choice(sites, sites.size), rng.choice(refs, refs.size)
+            draws.append(_weighted_auc(scores[s], weights[s], scores[r], weights[r]))
+        return auc, float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975))
+
+    def picture(self, embeddings: np.ndarray, deviation: np.ndarray) -> dict[str, Any]:
+        """2-D coordinates for a plot: x along the class axis (normal -> pneumonia), y along the
+        direction in which the batch's mean departs from the reference (else the reference's main
+        remaining direction)."""
+        if np.linalg.norm(deviation) > 1e-9:
+            second = deviation / np.linalg.norm(deviation)
+        else:
+            remaining = self._reference_whitened @ self._project_out
+            second = np.linalg.svd(remaining - remaining.mean(axis=0), full_matrices=False)[2][0]
+        axes = np.stack([self.class_axis, second], axis=1)
+        site = self.whitened(embeddings) @ axes
+        reference = self._reference_whitened @ axes
+        return {
+            "reference": reference.round(3).tolist(),
+            "reference_labels": self.reference.labels.tolist(),
+            "site": site.round(3).tolist(),
+        }
+
+
+def _weighted_auc(
+    positive: np.ndarray, positive_weights: np.ndarray, negative: np.ndarray, negative_weights: np.ndarray
+) -> float:
+    """Weighted Mann-Whitney AUC: the weighted share of (positive, negative) pairs ranked right,
+    ties counting half (what ``roc_auc_score`` with ``sample_weight`` computes, in one sort)."""
+    order = np.argsort(negative)
+    sorted_negative, cumulative = negative[order], np.r_[0.0, np.cumsum(negative_weights[order])]
+    below = cumulative[np.searchsorted(sorted_negative, positive, side="left")]
+    tied = cumulative[np.searchsorted(sorted_negative, positive, side="right")] - below
+    return float(np.sum(positive_weights * (below + tied / 2)) / (positive_weights.sum() * negative_weights.sum()))
+
+
+@dataclass
+class Embedded:
+    """A batch's usable images (names, logits, embeddings) and the files left out, with why."""
+
+    names: list[str]
+    logits: np.ndarray
+    embeddings: np.ndarray
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+
+
+def embed(
+    classifier: Any,
+    sources: Sequence[tuple[str, Any]],
+    *,
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> Embedded:
+    """Decode ``(name, source)`` pairs and run the network. Files that cannot be read, or that the
+    header and image-statistics rules say are not chest X-rays, are listed and left out; the
+    feature-distance gate is not applied, since a site's images may be far off and still be X-rays."""
+    names, rejected = [], []
+    logits, embeddings = [], []
+    for start in range(0, len(sources), batch_size):
+        batch = []
+        for name, source in sources[start : start + batch_size]:
+            try:
+                if isinstance(source, InputError):  # found unreadable while gathering (inputs.zip_images)
+                    raise source
+                batch.append(classifier.prepare(source)[0])
+                names.append(name)
+            except InputError as error:
+                rejected.append((name, error.message))
+        if batch:
+            batch_logits, batch_embeddings = classifier.network.outputs(np.stack(batch))
+            logits.append(batch_logits)
+            embeddings.append(batch_embeddings)
+        if progress is not None:
+            progress(min(start + batch_size, len(sources)), len(sources))
+    width = sum(classifier.network.feature_sizes)
+    return Embedded(
+        names,
+        np.concatenate(logits) if logits else np.zeros(0),
+        np.concatenate(embeddings) if embeddings else np.zeros((0, width)),
+        rejected,
+    )
+
+
+@dataclass
+class SiteCheck:
+    """The answer for one batch; ``to_json`` gives the keys the CLI writes."""
+
+    model: str
+    n: int
+    rejected: list[dict[str, str]]
+    shifted: bool | None
+    p_value: float | None
+    effect: dict[str, Any] | None
+    estimated_prevalence: dict[str, Any] | None
+    most_atypical: list[dict[str, Any]]
+    recommendation: str
+    picture: dict[str, Any] | None = None
+    atypicality: list[float] = field(default_factory=list)
+    reference_atypicality: list[float] = field(default_factory=list)
+
+    @property
+    def too_small(self) -> bool:
+        return self.shifted is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("picture", "atypicality", "reference_atypicality")}
+
+    def summary(self) -> str:
+        """One line for a person: the verdict in words with its numbers (no file names, so it is
+        safe to render as Markdown)."""
+        if self.too_small:
+            return f"Site check ({self.n} images): {self.recommendation}."
+        prevalence = self.estimated_prevalence
+        low, high = prevalence["ci95"]
+        return (
+            f"Site check ({self.n} images): {self.recommendation} (p = {self.p_value:.2g}; "
+            f"domain-classifier AUC {self.effect['value']:.2f}); estimated pneumonia share "
+            f"{100 * prevalence['value']:.0f}% (95% CI {100 * low:.0f}-{100 * high:.0f}%)."
+        )
+
+
+def assess(
+    test: ShiftTest, embedded: Embedded, *, temperature: float, calibrated_for: float, model: str = ""
+) -> SiteCheck:
+    """The site check of an embedded batch against a fitted ``ShiftTest``."""
+    from .evaluation import sigmoid
+
+    rejected = [{"name": name, "reason": reason} for name, reason in embedded.rejected]
+    n = len(embedded.names)
+    if n < MIN_IMAGES:
+        return SiteCheck(model, n, rejected, None, None, None, None, [], TOO_SMALL)
+    probabilities = sigmoid(embedded.logits, temperature)
+    prevalence = estimate_prevalence(probabilities, calibrated_for)
+    low, high = prevalence_interval(probabilities, calibrated_for)
+    _, p_value, deviation = test.statistic(embedded.embeddings, prevalence)
+    auc, auc_low, auc_high = test.domain_auc(embedded.embeddings, prevalence)
+    distances = test.atypicality(embedded.embeddings)
+    reference = np.sort(test.reference_atypicality)
+    order = np.argsort(-distances)[:ATYPICAL_SHOWN]
+    most_atypical = [
+        {
+            "name": embedded.names[i],
+            "atypicality": round(float(distances[i]), 2),
+            "reference_percentile": round(100 * float(np.searchsorted(reference, distances[i]) / reference.size), 1),
+        }
+        for i in order
+    ]
+    shifted = p_value < ALPHA
+    return SiteCheck(
+        model=model,
+        n=n,
+        rejected=rejected,
+        shifted=bool(shifted),
+        p_value=p_value,
+        effect={"name": "domain-classifier AUC", "value": auc, "ci95": [auc_low, auc_high]},
+        estimated_prevalence={"value": prevalence, "ci95": [low, high]},
+        most_atypical=most_atypical,
+        recommendation=DIFFERS if shifted else LOOKS_ALIKE,
+        picture=test.picture(embedded.embeddings, deviation),
+        atypicality=distances.round(3).tolist(),
+        reference_atypicality=test.reference_atypicality.round(3).tolist(),
+    )
+
+
+def build_reference(classifier: Any, data_dir: Path) -> SiteReference:
+    """A trained model's reference from its own validation split: what ``train`` writes at
+    registration, for models trained before site checks existed."""
+    from .config import TrainingConfig
+    from .data import load_arrays, training_split
+    from .evaluation import sigmoid
+
+    config = TrainingConfig.from_dict(classifier.metadata["training_config"])
+    _, val_samples = training_split(data_dir, config)
+    x_val, y_val = load_arrays(val_samples, classifier.contract)
+    logits, embeddings = classifier.network.outputs(x_val)
+    groups = np.unique([s.patient_id for s in val_samples], return_inverse=True)[1]
+    return SiteReference(embeddings, y_val, sigmoid(logits, classifier.contract.temperature), groups)
+
+
+def check_site(
+    classifier: Any,
+    sources: Sequence[tuple[str, Any]],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> SiteCheck:
+    """Check a batch of ``(name, source)`` images (paths, bytes or arrays) against the model's
+    reference. Raises ``ValueError`` when the model ships no site reference."""
+    reference = SiteReference.load(classifier.path / REFERENCE_FILE)
+    if reference is None:
+        raise ValueError(
+            f"model {classifier.name} has no site reference ({REFERENCE_FILE}): models trained on a small subset "
+            f"have too few validation images for one; for another model, make it with: "
+            f"scripts/pneumo site-reference {classifier.name}"
+        )
+    embedded = embed(classifier, sources, progress=progress)
+    contract = classifier.contract
+    return assess(
+        ShiftTest(reference),
+        embedded,
+        temperature=contract.temperature,
+        calibrated_for=contract.calibration_prevalence or reference.prevalence,
+        model=classifier.name,
+    )

@@ -1,0 +1,163 @@
+"""Adapting to a site: reading labelled sites, refusals, patient grouping, the head inside the
+network, and a tiny end-to-end adaptation through the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pneumo_core.adapt import (
+    SiteDataError,
+    _folds,
+    build_adapted_network,
+    check_site_data,
+    cross_validate,
+    fit_head,
+    from_archive,
+    from_csv,
+    from_folder,
+)
+
+
+def test_a_site_folder_gives_labels_and_kaggle_patients(data_root: Path) -> None:
+    images = from_folder(data_root / "train")
+    assert len(images) == 74 and {i.label for i in images} == {0, 1}
+    by_name = {Path(i.name).name: i for i in images}
+    assert by_name["IM-0517-0001.jpeg"].patient == by_name["IM-0517-0001-0001.jpeg"].patient == "IM-0517"
+    assert all(i.label == (i.name.startswith("PNEUMONIA")) for i in images)
+
+
+def test_a_csv_gives_labels_and_its_patient_column(tmp_path: Path, data_root: Path) -> None:
+    normal, pneumonia = (
+        sorted((data_root / "test" / "NORMAL").iterdir())[:2],
+        sorted((data_root / "test" / "PNEUMONIA").iterdir())[:1],
+    )
+    for path in [*normal, *pneumonia]:
+        shutil.copy(path, tmp_path / f"scan{path.stat().st_size}.jpg")
+    rows = ["path,label,patient"]
+    rows += [f"scan{p.stat().st_size}.jpg,NORMAL,A" for p in normal] + [f"scan{pneumonia[0].stat().st_size}.jpg,1,"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    images = from_csv(tmp_path / "labels.csv")
+    assert [i.label for i in images] == [0, 0, 1]
+    assert [i.patient for i in images][:2] == ["A", "A"] and images[2].patient == images[2].name  # one per image
+    assert all(Path(i.source).exists() for i in images)
+    (tmp_path / "bad.csv").write_text("scan.jpg,maybe\n")
+    with pytest.raises(SiteDataError, match="unknown label 'maybe'"):
+        from_csv(tmp_path / "bad.csv")
+
+
+def test_an_archive_names_the_class_by_its_folders(data_root: Path) -> None:
+    from pneumo_core.inputs import zip_images
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted((data_root / "test").rglob("*.jpeg"))[:30]:
+            archive.write(path, f"site/{path.parent.name.lower()}/{path.name}")
+        archive.writestr("site/notes/readme.jpeg", b"x")
+    images = from_archive(zip_images(buffer.getvalue()))
+    assert len(images) == 24 and sum(i.label for i in images) == 12
+
+
+@pytest.mark.parametrize(
+    ("labels", "patients", "message"),
+    [
+        ([0] * 10 + [1] * 9, None, "too few readable images: 19"),
+        ([1] * 30, None, "only one class: every image is PNEUMONIA"),
+        ([0] * 4 + [1] * 30, None, "too few images of one class: 4 NORMAL, 30 PNEUMONIA"),
+        (
+            [0] * 10 + [1] * 20,
+            ["same"] + [f"n{i}" for i in range(9)] + ["same"] + [f"q{i}" for i in range(19)],
+            "patient same appears under both labels",
+        ),
+    ],
+)
+def test_what_cannot_be_adapted_to_is_refused(labels: list[int], patients: list[str] | None, message: str) -> None:
+    y = np.array(labels)
+    with pytest.raises(SiteDataError, match=message):
+        check_site_data(y, patients or [f"p{i}" for i in range(len(y))])
+
+
+def test_no_patient_is_on_both_sides_of_a_fold() -> None:
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 60, 200)
+    y = (groups % 3 == 0).astype(int)  # one label per patient
+    splits = _folds(y, groups, 5, seed=1)
+    assert len(splits) == 5
+    assert sorted(np.concatenate([held for _, held in splits]).tolist()) == list(range(200))
+    for train, held_out in splits:
+        assert set(groups[train]).isdisjoint(groups[held_out])
+
+
+def synthetic_site(rng: np.random.Generator, n: int, d: int = 12):
+    y = (rng.random(n) < 0.6).astype(int)
+    x = rng.normal(size=(n, d)) + y[:, None] * np.r_[1.2, 0.8, np.zeros(d - 2)]
+    return x, y, np.arange(n)
+
+
+def test_cross_validation_scores_every_image_out_of_fold_and_learns_with_more_images() -> None:
+    rng = np.random.default_rng(2)
+    x, y, groups = synthetic_site(rng, 400)
+    cv = cross_validate(x, y, groups, folds=5)
+    assert cv.probabilities.shape == (400,) and np.all((cv.probabilities > 0) & (cv.probabilities < 1))
+    assert set(cv.fold) == set(range(5)) and len(set(np.round(cv.thresholds, 6))) <= 5
+    assert 0.85 < cv.report["auc"] < 0.99 and cv.report["n"] == 400
+    sizes = [p["images"] for p in cv.learning_curve]
+    assert sizes == [25, 50, 100, 200, 320] and cv.learning_curve[-1]["all"]
+    assert cv.learning_curve[0]["auc"] < cv.learning_curve[-1]["auc"]
+    head = fit_head(x[:300], y[:300], groups[:300])
+    assert 0 < head.threshold < 1 and head.temperature > 0 and head.regularisation in (0.01, 0.1, 1.0)
+
+
+def test_the_adapted_network_computes_the_head_on_the_base_embeddings(tiny_classifier) -> None:
+    from pneumo_core.network import Network
+
+    contract = tiny_classifier.contract
+    x = np.random.default_rng(3).uniform(0, 255, (6, contract.input_size, contract.input_size, 1)).astype(np.float32)
+    embeddings = tiny_classifier.network.outputs(x)[1]
+    y = np.array([0, 1, 0, 1, 0, 1])
+    from pneumo_core.adapt import _logistic
+
+    head = _logistic(embeddings, y, 1.0)
+    adapted = build_adapted_network(tiny_classifier.model, contract, head)
+    logits, adapted_embeddings = Network(adapted, contract.feature_layers, contract.frame_scale).outputs(x)
+    np.testing.assert_allclose(logits, head.logits(embeddings), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(adapted_embeddings, embeddings, rtol=1e-5, atol=1e-5)
+
+
+def test_adapt_end_to_end_through_the_cli(tmp_path: Path, data_root: Path, tiny_registry: Path, monkeypatch) -> None:
+    """A tiny adaptation: unreadable files listed and left out, a registry model that predicts,
+    explains and evaluates like any other, out-of-fold figures labelled as such."""
+    from pneumo_core import Classifier
+    from pneumo_core.cli import main
+
+    site = tmp_path / "site"
+    shutil.copytree(data_root / "test", site)
+    (site / "NORMAL" / "broken.jpeg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    models = tmp_path / "models"
+    shutil.copytree(tiny_registry, models)
+    monkeypatch.setenv("PNEUMO_MODELS", str(models))
+    assert main(["adapt", str(site), "--model", "tiny", "--out", str(models / "tiny-site"), "--folds", "3"]) == 0
+    folder = models / "tiny-site"
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["evaluation_kind"] == "site-adapted, out of fold" and metadata["test"]["n"] == 24
+    assert metadata["adaptation"]["rejected"][0]["name"] == "NORMAL/broken.jpeg"
+    assert metadata["adaptation"]["before"]["n"] == 24 and metadata["adaptation"]["folds"] == 3
+    assert len((folder / "test_predictions.csv").read_text().splitlines()) == 25
+    assert "site-adapted, out of fold" in (folder / "MODEL_CARD.md").read_text()
+    adapted = Classifier.load(folder)
+    image = sorted((data_root / "test" / "NORMAL").iterdir())[0]
+    analysis = adapted.analyze(image)
+    assert analysis.heatmap.shape == (analysis.pixels.shape[0], analysis.pixels.shape[1])
+    assert adapted.contract.operating_threshold == metadata["contract"]["operating_threshold"]
+    assert main(["evaluate", str(data_root / "test"), "--model", str(folder)]) == 0
+    # the refusals are one line and exit 2
+    few = tmp_path / "few"
+    shutil.copytree(data_root / "val", few)
+    assert main(["adapt", str(few), "--model", "tiny", "--out", str(models / "never")]) == 2
+    assert not (models / "never").exists()
