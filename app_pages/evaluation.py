@@ -7,7 +7,6 @@ from pneumo_core import api
 from pneumo_core.api import plots
 
 st.title("Evaluation")
-st.caption("Official test set, scored by each model when it was trained (or recalibrated); nothing was tuned on it.")
 names = ui.model_names()
 if not names:
     st.error("No readable model in models/.")
@@ -22,9 +21,11 @@ primary = api.load_test_predictions(name)
 if primary is None:
     st.warning(f"{name} has no stored test-set predictions.")
     st.stop()
+st.caption(primary.description)
 models = {name: primary}
 if compare != "(none)" and (other := api.load_test_predictions(compare)) is not None:
     models[compare] = other
+    st.caption(other.description)
 
 st.subheader("Metrics at each model's frozen operating threshold (95% bootstrap CIs)")
 st.dataframe(api.metric_table(models), hide_index=True, width="stretch")

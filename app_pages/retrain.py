@@ -2,10 +2,44 @@
 
 import streamlit as st
 
+import ui
 from pneumo_core import api
 from pneumo_core.api import jobs, plots, registry
 
 st.title("Retrain")
+mode = st.radio(
+    "What to do", ["Retrain on the dataset", "Adapt to a new site"], horizontal=True, key="rt_mode",
+    help="Adapting learns a site's own labelled X-rays on top of the selected model, scored by patient-grouped "
+    "cross-validation. Check the site first with its unlabelled images (Site check page).",
+)  # fmt: skip
+if mode == "Adapt to a new site":
+    base = ui.classifier()
+    st.caption(
+        f"Adapts {base.name} to a site: give a zip holding NORMAL/ and PNEUMONIA/ folders of the site's X-rays, or "
+        "such a folder on the server. The images stay in memory; the new model folder holds their embeddings."
+    )
+    with st.form("adapt_form"):
+        labelled = st.file_uploader("Labelled site images (zip)", type=["zip"], key="ad_zip")
+        folder = st.text_input("...or a folder on the server", key="ad_folder")
+        folds = st.number_input("Cross-validation folds (grouped by patient)", 3, 10, 5, key="ad_folds")
+        go = st.form_submit_button("Adapt")
+    if go:
+        try:
+            if labelled is not None:
+                images = api.from_archive(api.gather_uploads([(labelled.name, labelled.getvalue())]))
+            else:
+                images = api.from_folder(folder)
+            out = api.registry.models_dir() / api.new_model_name(base.name)
+            st.session_state["ad_job"] = api.AdaptJob(
+                base, images, out, folds=int(folds), source=labelled.name if labelled else folder
+            )
+        except (api.SiteDataError, api.InputError) as problem:
+            st.error(str(problem))
+    job = st.session_state.get("ad_job")
+    if job is not None:
+        ui.follow_adaptation(job)
+    st.stop()
+
 st.caption(
     "A small run on a subset of the training set. It runs in its own process: leaving this page does not stop it."
 )

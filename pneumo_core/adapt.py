@@ -285,6 +285,17 @@ def build_adapted_network(base_model: Any, contract: ModelContract, head: Head) 
     return model
 
 
+def _refit_gate(site: np.ndarray, reference: np.ndarray | None, sizes: list[int], seed: int) -> Any:
+    """The input gate for the adapted model, from the site's and the base model's validation images:
+    fitted on a random half, cut-offs from the other half, as training fits on training images and
+    sets cut-offs on validation ones (distances to the data a gate was fitted on run short)."""
+    from .gate import FeatureGate
+
+    pooled = site if reference is None else np.vstack([site, reference])
+    order = np.random.default_rng(seed).permutation(len(pooled))
+    return FeatureGate.fit(pooled[order[::2]], pooled[order[1::2]], sizes)
+
+
 @dataclass
 class AdaptResult:
     path: Path
@@ -308,7 +319,7 @@ def adapt(
     Raises ``SiteDataError`` for data that cannot be adapted to, ``TrainingCancelled`` if stopped.
     """
     from .card import adapted_model_card
-    from .gate import GATE_FILE, FeatureGate
+    from .gate import GATE_FILE
     from .site import REFERENCE_FILE, SiteReference, embed
 
     started = time.time()
@@ -351,8 +362,7 @@ def adapt(
         calibration_prevalence=round(float(y.mean()), 4),
     )
     model = build_adapted_network(base.model, base.contract, head)
-    gate_reference = np.vstack([x, reference.embeddings]) if reference is not None else x
-    gate = FeatureGate.fit(gate_reference, gate_reference, base.network.feature_sizes)
+    gate = _refit_gate(x, reference.embeddings if reference is not None else None, base.network.feature_sizes, seed)
     site_reference = SiteReference(x, y, cv.probabilities, groups) if SiteReference.enough(y) else None
     predictions = [
         {"path": image.name, "label": int(image.label), "probability_pneumonia": round(float(p), 6)}
@@ -414,7 +424,66 @@ def read_site(folder: Path | None = None, csv_file: Path | None = None) -> list[
 
 
 __all__ = [
+    "AdaptJob",
     "AdaptResult", "CrossValidation", "Head", "LabelledImage", "SiteDataError", "adapt",
     "build_adapted_network", "check_site_data", "cross_validate", "fit_head", "from_archive", "from_csv",
     "from_folder", "read_site",
 ]  # fmt: skip
+
+
+class AdaptJob:
+    """An adaptation running in a thread of the process that started it (the app's server): the
+    site's images stay in memory, progress is read with ``status()``, ``cancel()`` stops it at the
+    next fold or step, and only a finished job registers a model."""
+
+    def __init__(self, base: Any, images: Sequence[LabelledImage], out: Path, *, folds: int = 5, source: str = ""):
+        import threading
+
+        self.out = Path(out)
+        self.state = "running"  # then "done", "cancelled" or "failed"
+        self.progress = 0.0
+        self.message = "starting"
+        self.result: AdaptResult | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(base, list(images), folds, source), name=f"adapt-{self.out.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "loading":
+            self.progress = 0.3 * event["done"] / max(1, event["total"])
+            self.message = f"reading site images {event['done']}/{event['total']}"
+        elif kind == "fold":
+            self.progress = 0.3 + 0.6 * (event["fold"] - 1) / event["folds"]
+            self.message = f"cross-validating: fold {event['fold']} of {event['folds']}"
+        elif kind == "stage":
+            self.message = event["message"].lower()
+
+    def _run(self, base: Any, images: list[LabelledImage], folds: int, source: str) -> None:
+        from .progress import TrainingCancelled
+
+        try:
+            self.result = adapt(
+                base,
+                images,
+                self.out,
+                folds=folds,
+                source=source,
+                on_event=self._on_event,
+                should_stop=self._stop.is_set,
+            )
+            self.state, self.progress, self.message = "done", 1.0, "finished"
+        except TrainingCancelled:
+            self.state, self.message = "cancelled", "cancelled: no model was registered"
+        except SiteDataError as error:
+            self.state, self.message = "failed", str(error)
+        except Exception as error:  # reported on the page; the app goes on
+            self.state, self.message = "failed", f"{type(error).__name__}: {error}"
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)

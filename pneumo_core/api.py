@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import jobs, plots, registry
+from .adapt import AdaptJob, SiteDataError, from_archive, from_folder
 from .classifier import Analysis, Classifier, Prediction
 from .config import TrainingConfig
 from .contract import CLASS_NAMES
@@ -35,24 +36,30 @@ __all__ = [
     "MAX_UPLOAD_MB",
     "SITE_CHECK_WITH_DIAGNOSE_FROM",
     "SITE_MIN_IMAGES",
+    "AdaptJob",
     "Analysis",
     "Classifier",
     "InputError",
     "ModelResults",
     "PrevalenceSetting",
     "SiteCheck",
+    "SiteDataError",
     "TrainingConfig",
+    "adapted_figures",
     "check_site",
     "data_dir",
     "example_images",
     "facts_line",
     "folder_images",
+    "from_archive",
+    "from_folder",
     "gather_uploads",
     "jobs",
     "load_test_predictions",
     "metric_table",
     "misclassified",
     "model_card",
+    "new_model_name",
     "overlay",
     "percent",
     "plots",
@@ -158,3 +165,29 @@ def thumbnail(source: ImageSource, side: int = 160):
         return None
     scale = side / max(pixels.shape)
     return cv2.resize(pixels, (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale))))
+
+
+def new_model_name(base: str) -> str:
+    """A fresh registry name for a model adapted from ``base``."""
+    import time
+
+    return registry.check_name(f"{base}-site-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def adapted_figures(metadata: dict) -> list[dict[str, str]]:
+    """Rows for the page: the adapted model out of fold, the base model on the same images, and the
+    adapted model at home, each with its number of images."""
+    adaptation = metadata["adaptation"]
+    rows = []
+    for label, report in (
+        (f"{metadata['name']}: site-adapted, out of fold", metadata["test"]),
+        (f"{adaptation['base_model']} before adapting (same images)", adaptation["before"]),
+        (f"{metadata['name']} at home ({adaptation['base_model']}'s validation split)", adaptation.get("home")),
+    ):
+        if report:
+            rows.append({
+                "what": label, "images": str(report["n"]), "AUC": f"{report['auc']:.3f}",
+                **{k: percent(report[k]) for k in ("accuracy", "sensitivity", "specificity")},
+                "ECE": f"{report['ece']:.3f}",
+            })  # fmt: skip
+    return rows

@@ -13,20 +13,29 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else percent(value)
 
 
-def _metric_rows(report: dict[str, Any]) -> list[str]:
+_METRICS = (
+    ("auc", "AUC", lambda v: f"{v:.3f}"),
+    ("accuracy", "Accuracy", _pct),
+    ("sensitivity", "Sensitivity", _pct),
+    ("specificity", "Specificity", _pct),
+    ("precision", "Precision (PPV)", _pct),
+    ("f1", "F1", lambda v: f"{v:.3f}"),
+)
+
+
+def _value_rows(report: dict[str, Any], metrics: tuple = _METRICS) -> list[str]:
+    """``| Metric | value | 95% CI |`` rows of ``metrics`` (key, label, format)."""
     ci = report.get("ci95", {})
     rows = []
-    for key, label, fmt in (
-        ("auc", "AUC", lambda v: f"{v:.3f}"),
-        ("accuracy", "Accuracy", _pct),
-        ("sensitivity", "Sensitivity", _pct),
-        ("specificity", "Specificity", _pct),
-        ("precision", "Precision (PPV)", _pct),
-        ("f1", "F1", lambda v: f"{v:.3f}"),
-    ):
+    for key, label, fmt in metrics:
         low_high = ci.get(key)
         interval = f"{fmt(low_high[0])} - {fmt(low_high[1])}" if low_high else ""
         rows.append(f"| {label} | {fmt(report[key])} | {interval} |")
+    return rows
+
+
+def _metric_rows(report: dict[str, Any]) -> list[str]:
+    rows = _value_rows(report)
     rows.append(f"| Brier score | {report['brier']:.3f} | |")
     rows.append(f"| Expected calibration error (10 bins) | {report['ece']:.3f} | |")
     own = report.get("ece_at_own_prevalence")
@@ -302,22 +311,10 @@ def model_card(metadata: dict[str, Any]) -> str:
 
 
 def _summary_rows(report: dict[str, Any] | None) -> list[str]:
+    """The headline rows (AUC, accuracy, sensitivity, specificity, ECE) of a report or its summary."""
     if not report:
         return ["| (not available) | | |"]
-    ci = report.get("ci95", {})
-    rows = []
-    for key, label, fmt in (
-        ("auc", "AUC", lambda v: f"{v:.3f}"),
-        ("accuracy", "Accuracy", _pct),
-        ("sensitivity", "Sensitivity", _pct),
-        ("specificity", "Specificity", _pct),
-    ):
-        low_high = ci.get(key)
-        rows.append(
-            f"| {label} | {fmt(report[key])} | {f'{fmt(low_high[0])} - {fmt(low_high[1])}' if low_high else ''} |"
-        )
-    rows.append(f"| Expected calibration error | {report['ece']:.3f} | |")
-    return rows
+    return [*_value_rows(report, _METRICS[:4]), f"| Expected calibration error | {report['ece']:.3f} | |"]
 
 
 def adapted_model_card(metadata: dict[str, Any]) -> str:

@@ -25,6 +25,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _progress(verb: str):
+    """A ``(done, total)`` callback printing "<verb> done/total" to stderr for batches over 32."""
+
+    def report(done: int, total: int) -> None:
+        if total > 32:
+            print(f"{verb} {done}/{total}", file=sys.stderr, flush=True)
+
+    return report
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .classifier import Classifier
 
@@ -36,13 +46,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         print("error: no image files found in the given paths", file=sys.stderr)
         return 1
-
-    def report(done: int, total: int) -> None:
-        if total > 32:
-            print(f"scored {done}/{total}", file=sys.stderr, flush=True)
-
     rows = []
-    for path, result in zip(files, classifier.predict_many(files, progress=report), strict=True):
+    for path, result in zip(files, classifier.predict_many(files, progress=_progress("scored")), strict=True):
         if isinstance(result, InputError):
             rows.append({"path": str(path), "probability_pneumonia": "", "label": "", "error": result.message})
         else:
@@ -108,14 +113,23 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset(explicit: str | None) -> Path | None:
+    """The dataset folder, or ``None`` after one line on stderr saying where it was looked for."""
+    from .data import resolve_data_dir
+
+    data_dir = resolve_data_dir(explicit)
+    if (data_dir / "train").is_dir():
+        return data_dir
+    print(f"error: no dataset at {data_dir}; {DATA_HELP}", file=sys.stderr)
+    return None
+
+
 def cmd_recalibrate(args: argparse.Namespace) -> int:
     from . import registry
-    from .data import resolve_data_dir
     from .training import recalibrate
 
-    data_dir = resolve_data_dir(args.data)
-    if not (data_dir / "train").is_dir():
-        print(f"error: no dataset at {data_dir}; {DATA_HELP}", file=sys.stderr)
+    data_dir = _dataset(args.data)
+    if data_dir is None:
         return 2
 
     def show(event: dict) -> None:
@@ -143,13 +157,8 @@ def cmd_check_site(args: argparse.Namespace) -> int:
     if not files:
         print("error: no image files found in the given paths", file=sys.stderr)
         return 2
-
-    def report(done: int, total: int) -> None:
-        if total > 32:
-            print(f"read {done}/{total}", file=sys.stderr, flush=True)
-
     try:
-        result = check_site(classifier, [(str(path), path) for path in files], progress=report)
+        result = check_site(classifier, [(str(path), path) for path in files], progress=_progress("read"))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -168,12 +177,10 @@ def cmd_check_site(args: argparse.Namespace) -> int:
 def cmd_site_reference(args: argparse.Namespace) -> int:
     from . import registry
     from .classifier import Classifier
-    from .data import resolve_data_dir
     from .site import REFERENCE_FILE, build_reference
 
-    data_dir = resolve_data_dir(args.data)
-    if not (data_dir / "train").is_dir():
-        print(f"error: no dataset at {data_dir}; {DATA_HELP}", file=sys.stderr)
+    data_dir = _dataset(args.data)
+    if data_dir is None:
         return 2
     classifier = Classifier.load(args.model)
     reference = build_reference(classifier, data_dir)

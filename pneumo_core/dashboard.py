@@ -24,6 +24,21 @@ class ModelResults:
     test_report: dict[str, Any]
     validation_report: dict[str, Any] | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
+    kind: str = "official test set"
+    """What the stored predictions are: the official test set, or a site's out-of-fold predictions."""
+
+    @property
+    def description(self) -> str:
+        """One line saying what these figures are and are not."""
+        if self.kind == "official test set":
+            return (
+                f"{self.name}: the official test set ({self.y_true.size} images), scored when the model was trained "
+                "(or recalibrated); nothing was tuned on it."
+            )
+        return (
+            f"{self.name}: {self.kind} ({self.y_true.size} images of one site): each image scored by a model "
+            "fitted without that patient. Not comparable with the official test set's figures."
+        )
 
 
 def load_test_predictions(name: str) -> ModelResults | None:
@@ -47,6 +62,7 @@ def load_test_predictions(name: str) -> ModelResults | None:
         test_report=metadata["test"],
         validation_report=metadata.get("validation"),
         history=metadata.get("history", {}),
+        kind=metadata.get("evaluation_kind", "official test set"),
     )
 
 

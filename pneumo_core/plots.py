@@ -171,3 +171,16 @@ def atypicality_figure(reference: Sequence[float], site: Sequence[float]) -> go.
         yaxis={"title": "share of images"}, legend={"orientation": "h", "y": -0.25}, **_LAYOUT,
     )  # fmt: skip
     return fig
+
+
+def learning_curve_figure(points: Sequence[dict[str, Any]]) -> go.Figure:
+    """Out-of-fold accuracy, sensitivity and specificity against the number of site images used."""
+    fig = go.Figure()
+    images = [p["images"] for p in points]
+    for key in ("accuracy", "sensitivity", "specificity"):
+        fig.add_trace(go.Scatter(x=images, y=[p[key] for p in points], mode="lines+markers", name=key))
+    fig.update_layout(
+        title="Learning curve (site-adapted, out of fold)", xaxis={"title": "site images used", "type": "log"},
+        yaxis={"title": "share", "range": [0.5, 1.0]}, legend={"orientation": "h", "y": -0.25}, **_LAYOUT,
+    )  # fmt: skip
+    return fig

@@ -156,8 +156,31 @@ def test_adapt_end_to_end_through_the_cli(tmp_path: Path, data_root: Path, tiny_
     assert analysis.heatmap.shape == (analysis.pixels.shape[0], analysis.pixels.shape[1])
     assert adapted.contract.operating_threshold == metadata["contract"]["operating_threshold"]
     assert main(["evaluate", str(data_root / "test"), "--model", str(folder)]) == 0
+    # the Evaluation page shows the out-of-fold figures, labelled as such
+    from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(ROOT / "app_pages" / "evaluation.py"), default_timeout=120).run()
+    app.selectbox(key="eval_model").set_value("tiny-site").run()
+    assert not app.exception
+    assert any("tiny-site: site-adapted, out of fold (24 images of one site)" in c.value for c in app.caption)
     # the refusals are one line and exit 2
     few = tmp_path / "few"
     shutil.copytree(data_root / "val", few)
     assert main(["adapt", str(few), "--model", "tiny", "--out", str(models / "never")]) == 2
     assert not (models / "never").exists()
+
+
+def test_a_cancelled_adaptation_registers_nothing_and_is_not_an_error(
+    tiny_classifier, data_root: Path, tmp_path: Path
+) -> None:
+    from pneumo_core.adapt import AdaptJob
+
+    job = AdaptJob(tiny_classifier, from_folder(data_root / "test"), tmp_path / "never", folds=3)
+    job.cancel()
+    job.wait(120)
+    assert job.state == "cancelled" and "no model was registered" in job.message
+    assert not (tmp_path / "never").exists() and not list(tmp_path.glob(".never*"))
+    failing = AdaptJob(tiny_classifier, from_folder(data_root / "val"), tmp_path / "few")
+    failing.wait(120)
+    assert failing.state == "failed" and "too few readable images" in failing.message

@@ -192,3 +192,37 @@ def test_diagnose_runs_the_site_check_from_fifty_uploads(shipped: None, data_roo
     app.get("file_uploader")[0].set_value(files[:49])
     app.run()
     assert not any(i.value.startswith("Site check") for i in app.info)
+
+
+def test_retrain_adapts_to_a_site_from_a_zip_and_asks_before_making_it_default(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import shutil
+    import zipfile
+
+    models = tmp_path / "models"
+    shutil.copytree(SHIPPED_MODELS, models)
+    monkeypatch.setenv("PNEUMO_MODELS", str(models))
+    monkeypatch.setenv("PNEUMO_DATA", str(tmp_path / "absent"))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted((data_root / "test").rglob("*.jpeg")) + sorted((data_root / "train").rglob("*.jpeg"))[:40]:
+            archive.write(path, f"site-b/{path.parent.name}/{path.name}")
+    app = page("retrain").run()
+    app.radio(key="rt_mode").set_value("Adapt to a new site").run()
+    assert not app.exception
+    app.get("file_uploader")[0].set_value(("site-b.zip", buffer.getvalue(), "application/zip"))
+    app.button[0].click().run()  # the form's Adapt button
+    job = app.session_state["ad_job"]
+    job.wait(300)
+    app.run()
+    assert not app.exception and job.state == "done", job.message
+    assert "site-adapted, out of fold" in app.success[0].value
+    table = app.dataframe[0].value
+    assert list(table["images"]) == ["64", "64", "686"] and "before adapting" in table["what"].iloc[1]
+    promote = app.button(key="ad_promote")
+    assert promote.disabled  # not without the confirmation
+    app.checkbox(key="ad_sure").check().run()
+    app.button(key="ad_promote").click().run()
+    assert (models / "DEFAULT").read_text().strip() == job.out.name
