@@ -7,6 +7,7 @@ import csv
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .data import DATA_HELP
 from .errors import InputError, ModelLoadError
@@ -198,7 +199,6 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from . import registry
     from .adapt import SiteDataError, adapt, read_site
     from .classifier import Classifier
-    from .progress import TrainingCancelled
 
     base = Classifier.load(args.model)
     out = Path(args.out) if args.out else registry.models_dir() / f"{base.name}-site-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -215,14 +215,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         elif event["type"] == "fold":
             print(f"  fold {event['fold']}/{event['folds']}", flush=True)
 
-    try:
-        result = adapt(base, images, out, folds=args.folds, source=args.csv or args.dir, on_event=show)
-    except SiteDataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except TrainingCancelled:
-        print("cancelled: nothing was written", file=sys.stderr)
-        return 130
+    result = adapt(base, images, out, folds=args.folds, source=args.csv or args.dir, on_event=show)
     for name, reason in result.rejected:
         print(f"left out {name}: {reason}")
     adaptation = result.metadata["adaptation"]
@@ -273,6 +266,43 @@ def _sensitivity(text: str) -> float:
     return value
 
 
+MODEL = ("--model", {"help": "model name in models/ or a model folder (default: the default model)"})
+DATA = ("--data", {"help": f"dataset root ({DATA_HELP})"})
+JSON = ("--json", {"help": "also write the result to this JSON file"})
+PATHS = ("paths", {"nargs": "+", "help": "image files or folders (searched recursively)"})
+NAME = ("model", {"help": "model name in models/ or a model folder"})
+
+
+def _commands() -> list[tuple[str, Any, str, list[tuple[str, dict[str, Any]]]]]:
+    """Each command: name, function, help, and its arguments as (flag, options)."""
+    prevalence = {
+        "type": _fraction,
+        "help": "state probabilities for this prevalence of pneumonia (0-1) instead of the calibration split's; "
+        "labels do not change",
+    }
+    return [
+        ("predict", cmd_predict, "score images (files or folders, recursive)",
+         [PATHS, MODEL, ("--csv", {"help": "also write the results to this CSV file"}), ("--prevalence", prevalence)]),
+        ("evaluate", cmd_evaluate, "metrics on a folder holding NORMAL/ and PNEUMONIA/",
+         [("dir", {"help": "a folder with NORMAL/ and PNEUMONIA/"}), MODEL, JSON]),
+        ("check-site", cmd_check_site, "do a site's unlabelled images look like the training data?", [PATHS, MODEL, JSON]),
+        ("adapt", cmd_adapt, "adapt a model to a site's labelled images (DIR/NORMAL, DIR/PNEUMONIA, or --csv)",
+         [("dir", {"help": "the site's folder (NORMAL/ and PNEUMONIA/), or the CSV's folder with --csv"}),
+          ("--model", {"help": "the base model (default: the default model)"}),
+          ("--out", {"help": "the new model's folder (default: models/BASE-site-<timestamp>)"}),
+          ("--folds", {"type": int, "default": 5, "help": "patient-grouped cross-validation folds (default 5)"}),
+          ("--csv", {"help": "labels as rows path,label[,patient] (paths relative to the CSV)"})]),
+        ("models", cmd_models, "list registered models (* = default)", []),
+        ("recalibrate", cmd_recalibrate,
+         "redo a model's validation calibration (frame scale, temperature, threshold, gate)",
+         [NAME, DATA, ("--target-sensitivity",
+                       {"type": _sensitivity, "help": "new threshold rule: this validation sensitivity (0: Youden's J)"})]),
+        ("site-reference", cmd_site_reference,
+         "write a model's site reference from its validation split (needs the dataset)", [NAME, DATA]),
+        ("card", cmd_card, "rewrite a model's MODEL_CARD.md from its metadata.json", [NAME]),
+    ]  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pneumo",
@@ -280,70 +310,24 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Training: scripts/pneumo train --help (train.py).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    predict = sub.add_parser("predict", help="score images (files or folders, recursive)")
-    predict.add_argument("paths", nargs="+")
-    predict.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
-    predict.add_argument("--csv", help="also write the results to this CSV file")
-    predict.add_argument(
-        "--prevalence",
-        type=_fraction,
-        help="state probabilities for this prevalence of pneumonia (0-1) instead of the calibration split's; "
-        "labels do not change",
-    )
-    predict.set_defaults(func=cmd_predict)
-    evaluate = sub.add_parser("evaluate", help="metrics on a folder holding NORMAL/ and PNEUMONIA/")
-    evaluate.add_argument("dir")
-    evaluate.add_argument("--model")
-    evaluate.add_argument("--json", help="also write the report to this JSON file")
-    evaluate.set_defaults(func=cmd_evaluate)
-    models = sub.add_parser("models", help="list registered models (* = default)")
-    models.set_defaults(func=cmd_models)
-    recal = sub.add_parser(
-        "recalibrate", help="redo a model's validation calibration (frame scale, temperature, threshold, gate)"
-    )
-    recal.add_argument("model")
-    recal.add_argument("--data", help=f"dataset root ({DATA_HELP})")
-    recal.add_argument(
-        "--target-sensitivity",
-        type=_sensitivity,
-        help="new threshold rule: this validation sensitivity (0: Youden's J)",
-    )
-    recal.set_defaults(func=cmd_recalibrate)
-    site = sub.add_parser(
-        "check-site", help="do a site's unlabelled images look like the training data? (files or folders)"
-    )
-    site.add_argument("paths", nargs="+")
-    site.add_argument("--model", help="model name in models/ or a model folder (default: the default model)")
-    site.add_argument("--json", help="also write the result to this JSON file")
-    site.set_defaults(func=cmd_check_site)
-    reference = sub.add_parser(
-        "site-reference", help="write a model's site reference from its validation split (needs the dataset)"
-    )
-    reference.add_argument("model")
-    reference.add_argument("--data", help=f"dataset root ({DATA_HELP})")
-    reference.set_defaults(func=cmd_site_reference)
-    adapt = sub.add_parser(
-        "adapt", help="adapt a model to a site's labelled images (DIR/NORMAL, DIR/PNEUMONIA, or --csv)"
-    )
-    adapt.add_argument("dir", help="the site's folder (NORMAL/ and PNEUMONIA/), or the CSV's folder with --csv")
-    adapt.add_argument("--model", help="the base model (default: the default model)")
-    adapt.add_argument("--out", help="the new model's folder (default: models/BASE-site-<timestamp>)")
-    adapt.add_argument("--folds", type=int, default=5, help="patient-grouped cross-validation folds (default 5)")
-    adapt.add_argument("--csv", help="labels as rows path,label[,patient] (paths relative to the CSV)")
-    adapt.set_defaults(func=cmd_adapt)
-    card = sub.add_parser("card", help="rewrite a model's MODEL_CARD.md from its metadata.json")
-    card.add_argument("model")
-    card.set_defaults(func=cmd_card)
+    for name, function, description, arguments in _commands():
+        command = sub.add_parser(name, help=description)
+        for flag, options in arguments:
+            command.add_argument(flag, **options)
+        command.set_defaults(func=function)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .adapt import SiteDataError
+    from .progress import TrainingCancelled
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ModelLoadError as exc:
+    except (ModelLoadError, SiteDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TrainingCancelled):
         print("cancelled: nothing was written", file=sys.stderr)
         return 130
