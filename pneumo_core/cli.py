@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -38,6 +37,7 @@ def _progress(verb: str):
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .classifier import Classifier
+    from .render import write_csv
 
     classifier = Classifier.load(args.model)
     if args.prevalence is not None and classifier.contract.calibration_prevalence is None:
@@ -58,12 +58,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             rows.append({"path": str(path), "probability_pneumonia": probability, "label": result.label, "error": ""})
     if args.csv:
         with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-    writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
+            write_csv(handle, CSV_COLUMNS, rows)
+    write_csv(sys.stdout, CSV_COLUMNS, rows)
     rejected = sum(1 for row in rows if row["error"])
     if rejected:
         print(f"{rejected} of {len(rows)} inputs could not be scored (see the error column)", file=sys.stderr)

@@ -5,8 +5,9 @@ Pure NumPy/OpenCV; the app, the CLI, the model card and the evaluation gallery a
 
 from __future__ import annotations
 
+import csv
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -35,6 +36,20 @@ def probability_percent(probability: float) -> str:
 def probability_percent_value(probability: float) -> float:
     """The same as a number for tables that sort: one decimal, clipped to [0.1, 99.9]."""
     return min(99.9, max(0.1, round(100 * probability, 1)))
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def write_csv(handle: Any, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """CSV rows that no spreadsheet runs as formulas: a text cell starting with ``= + - @``, tab or
+    carriage return gets a leading ``'`` (OWASP's CSV-injection advice). Numbers are left alone."""
+    writer = csv.DictWriter(handle, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {k: f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v for k, v in row.items()}
+        )
 
 
 def overlay(pixels: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> np.ndarray:

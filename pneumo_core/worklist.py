@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from .classifier import Analysis, Prediction
 from .contract import CLASS_NAMES
 from .errors import InputError
-from .render import probability_percent_value
+from .render import probability_percent_value, write_csv
 
 WORKLIST_COLUMNS = ["file", "verdict", "probability_pneumonia_pct", "prevalence_assumed_pct", "reading", "error"]
 
@@ -48,10 +47,9 @@ def worklist_rows(results: list[tuple[str, Analysis | Prediction | InputError]])
 
 
 def worklist_csv(rows: list[dict[str, Any]]) -> str:
+    """The worklist as CSV text, formula-safe (``render.write_csv``)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=WORKLIST_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
+    write_csv(buffer, WORKLIST_COLUMNS, rows)
     return buffer.getvalue()
 
 

@@ -147,6 +147,32 @@ def test_site_check_of_a_zip(browser_page, server: str, data_root: Path, shots: 
     page.screenshot(path=str(shots / "site.png"), full_page=True)
 
 
+def test_adapt_to_a_site_from_a_zip(browser_page, server: str, data_root: Path, tmp_path: Path) -> None:
+    """The Retrain page's adapt mode: a zip of NORMAL/ and PNEUMONIA/, progress, the figures labelled
+    site-adapted, out of fold, and "make default" held back until confirmed."""
+    import zipfile
+
+    archive = tmp_path / "site-b-labelled.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for path in sorted((data_root / "test").rglob("*.jpeg")) + sorted((data_root / "train").rglob("*.jpeg"))[:40]:
+            handle.write(path, f"site-b/{path.parent.name}/{path.name}")
+    page = browser_page
+    page.goto(f"{server}/retrain")
+    page.get_by_role("heading", name="Retrain").wait_for()
+    page.get_by_text("Adapt to a new site").click()
+    page.locator("input[type=file]").set_input_files(str(archive))
+    page.get_by_text("site-b-labelled.zip").wait_for()
+    page.get_by_role("button", name="Adapt").click()
+    page.get_by_text("is registered. Its figures are site-adapted, out of fold").wait_for(timeout=240_000)
+    table = page.locator("[data-testid=stDataFrame]").first
+    table.wait_for()
+    assert page.get_by_role("button", name="Make ").is_disabled()
+    from playwright.sync_api import expect
+
+    page.get_by_text("I have compared the figures").click()
+    expect(page.get_by_role("button", name="Make ")).to_be_enabled(timeout=30_000)
+
+
 def test_retrain_tiny_run_to_completion(browser_page, server: str, shots: Path) -> None:
     page = browser_page
     page.goto(f"{server}/retrain")

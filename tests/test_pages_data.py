@@ -147,3 +147,13 @@ def test_probabilities_never_read_as_certain() -> None:
         "<0.1%",
         "<0.1%",
     ]
+
+
+def test_csv_cells_never_run_as_spreadsheet_formulas(tmp_path) -> None:
+    """OWASP CSV injection: a file name that starts like a formula is written with a leading quote,
+    in the worklist download and in the CLI's CSV; plain names and numbers are unchanged."""
+    names = ['=HYPERLINK("http://x","click").jpeg', "+1.jpeg", "-2.jpeg", "@SUM(A1).jpeg", "\tx.jpeg", "\rx.jpeg"]
+    rows = worklist_rows([(name, prediction(0.3)) for name in names] + [("plain.jpeg", prediction(0.9))])
+    parsed = list(csv.DictReader(io.StringIO(worklist_csv(rows))))
+    assert [r["file"] for r in parsed[1:]] == [f"'{name}" for name in names]
+    assert parsed[0]["file"] == "plain.jpeg" and parsed[0]["probability_pneumonia_pct"] == "90.0"
