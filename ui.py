@@ -114,7 +114,7 @@ def follow_adaptation(job: api.AdaptJob) -> None:
         st.info("Adaptation cancelled: no model was registered.")
         return
     if job.state == "failed":
-        st.error(f"Adaptation stopped: {job.message}")
+        st.error(f"Adaptation stopped: {api.plain(job.message)}")
         return
     metadata = job.result.metadata
     st.success(f"{name} is registered. Its figures are site-adapted, out of fold: each image was scored by a model "

@@ -84,11 +84,11 @@ def show(index: int, name: str, analysis) -> None:
 for index, (name, result) in enumerate(results):
     st.divider()
     if isinstance(result, api.InputError):
-        st.subheader(name)
-        st.error(result.message)
+        st.subheader(api.plain(name))
+        st.error(api.plain(result.message))
         continue
     p = result.prediction
-    st.subheader(f"{name}: :{api.verdict_color(p.label)}[{p.label}]")
+    st.subheader(f"{api.plain(name)}: :{api.verdict_color(p.label)}[{p.label}]")
     a, b, c = st.columns(3)
     a.metric(
         "Probability of pneumonia", api.probability_percent(p.probability_pneumonia),
@@ -101,5 +101,5 @@ for index, (name, result) in enumerate(results):
         help=f"PNEUMONIA at or above it. Chosen as the {clf.metadata.get('threshold_method', 'validation threshold')}.",
     )  # fmt: skip
     c.metric("Reading", p.band)
-    st.caption("Image facts: " + api.facts_line(p))
+    st.caption("Image facts: " + api.plain(api.facts_line(p)))
     show(index, name, result)

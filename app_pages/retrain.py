@@ -34,7 +34,7 @@ if mode == "Adapt to a new site":
                 base, images, out, folds=int(folds), source=labelled.name if labelled else folder
             )
         except (api.SiteDataError, api.InputError) as problem:
-            st.error(str(problem))
+            st.error(api.plain(problem))
     job = st.session_state.get("ad_job")
     if job is not None:
         ui.follow_adaptation(job)
@@ -66,7 +66,7 @@ if start:
     try:
         st.session_state["rt_run"] = jobs.start_run(config, data_dir)
     except jobs.RunRefused as refusal:
-        st.error(str(refusal))
+        st.error(api.plain(refusal))
 
 run_id = st.session_state.get("rt_run") or jobs.active_run() or next((r.run_id for r in jobs.list_runs()), None)
 
@@ -90,7 +90,7 @@ def live(run_id: str) -> None:
     elif status.state == "done":
         st.success("Finished.")
     else:
-        st.error(f"Run {status.state}: {status.message}. The default model was not changed.")
+        st.error(f"Run {status.state}: {api.plain(status.message)}. The default model was not changed.")
     if status.history:
         st.plotly_chart(plots.training_curves_figure(status.history), key="rt_curves")
     if status.state == "running":

@@ -31,7 +31,7 @@ elif folder:
     try:
         images = api.folder_images(folder)
     except api.InputError as error:
-        st.error(error.message)
+        st.error(api.plain(error.message))
 
 if images:
     result = ui.site_check_cached(images)
@@ -43,7 +43,7 @@ else:
     st.stop()
 
 if isinstance(result, str):
-    st.error(result)
+    st.error(api.plain(result))
     st.stop()
 if result.model != clf.name:
     st.caption(f"Checked against model {result.model}.")

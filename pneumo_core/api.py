@@ -7,6 +7,7 @@ Streamlit; nothing in a page imports another core module.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,7 @@ __all__ = [
     "new_model_name",
     "overlay",
     "percent",
+    "plain",
     "plots",
     "prevalence_setting",
     "probability_percent",
@@ -73,6 +75,18 @@ __all__ = [
     "worklist_csv",
     "worklist_rows",
 ]
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()!|<>~:$&])")
+_BLOCK_START = re.compile(r"^(\s*\d*)([-+#>=.)])")
+
+
+def plain(text: object) -> str:
+    """Text a user controls (file names, DICOM fields, messages quoting them) made safe to show in
+    Streamlit's Markdown: every Markdown, directive (``:green[...]``), LaTeX and HTML character is
+    backslash-escaped and line breaks become spaces, so it reads exactly as written."""
+    escaped = _MARKDOWN.sub(r"\\\1", " ".join(str(text).splitlines()))
+    return _BLOCK_START.sub(r"\1\\\2", escaped)  # a list, heading or quote marker at the start
 
 
 def data_dir() -> Path | None:

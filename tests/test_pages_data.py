@@ -157,3 +157,11 @@ def test_csv_cells_never_run_as_spreadsheet_formulas(tmp_path) -> None:
     parsed = list(csv.DictReader(io.StringIO(worklist_csv(rows))))
     assert [r["file"] for r in parsed[1:]] == [f"'{name}" for name in names]
     assert parsed[0]["file"] == "plain.jpeg" and parsed[0]["probability_pneumonia_pct"] == "90.0"
+
+
+def test_plain_text_escapes_what_markdown_would_act_on() -> None:
+    from pneumo_core.api import plain
+
+    assert plain("**b** :red[x] $y$ ![i](u) <b>") == r"\*\*b\*\* \:red\[x\] \$y\$ \!\[i\]\(u\) \<b\>"
+    assert [plain(t) for t in ("- a", "1. a", "# a", "a.b-c")] == [r"\- a", r"1\. a", r"\# a", "a.b-c"]
+    assert plain("two\nlines") == "two lines"
