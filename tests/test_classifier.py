@@ -92,3 +92,47 @@ def test_not_an_xray_gets_a_message(tiny_classifier: Classifier) -> None:
     assert info.value.code == "not_chest_xray" and "colour" in info.value.message
     with pytest.raises(InputError, match="blank"):
         tiny_classifier.predict(np.full((300, 300), 128, np.uint8))
+
+
+def test_the_verdict_uses_the_models_own_threshold_not_one_half(
+    tiny_classifier: Classifier, normal_image: Path
+) -> None:
+    """With the threshold just above this image's probability the verdict is NORMAL, just below it
+    PNEUMONIA, whichever side of 0.5 the probability lies (the shipped model's threshold is 0.83)."""
+    from pneumo_core.contract import ModelContract
+
+    probability = tiny_classifier.predict(normal_image).probability_pneumonia
+    labels = []
+    for threshold in (probability + 0.01, probability - 0.01):
+        contract = ModelContract.from_dict(
+            {**tiny_classifier.contract.to_dict(), "operating_threshold": min(0.99, max(0.01, threshold))}
+        )
+        other = Classifier(tiny_classifier.model, contract, {}, tiny_classifier.path, None)
+        labels.append(other.predict(normal_image).label)
+    assert labels == ["NORMAL", "PNEUMONIA"]
+
+
+@pytest.mark.parametrize(("decision_logit", "hot_half"), [(-100.0, "left"), (100.0, "right")])
+def test_gradcam_lights_up_what_drives_the_verdict(decision_logit: float, hot_half: str) -> None:
+    """A network whose logit is the mean of its input: for a PNEUMONIA verdict the map is where the
+    input raises the logit (the bright left half), for a NORMAL verdict where it lowers it (the dark
+    right half), from the negated gradient."""
+    import keras
+
+    from pneumo_core.gradcam import Explainer
+    from pneumo_core.network import Network
+
+    inputs = keras.Input((8, 8, 1))
+    target = keras.layers.Conv2D(1, 1, use_bias=False, name="gradcam_target")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(target)
+    logit = keras.layers.Dense(1, name="logit")(pooled)
+    model = keras.Model(inputs, logit)
+    model.get_layer("gradcam_target").set_weights([np.ones((1, 1, 1, 1), np.float32)])
+    model.get_layer("logit").set_weights([np.ones((1, 1), np.float32), np.zeros(1, np.float32)])
+    image = np.zeros((1, 8, 8, 1), np.float32)
+    image[0, :, :4] = 1.0  # raises the logit
+    image[0, :, 4:] = -1.0  # lowers it
+    _, cams, _ = Explainer(Network(model), "gradcam_target", decision_logit).explain(image)
+    cam = heatmap(cams[0], 8, 8)
+    left, right = cam[:, :4].mean(), cam[:, 4:].mean()
+    assert (left, right) == ((1.0, 0.0) if hot_half == "left" else (0.0, 1.0))

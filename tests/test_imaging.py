@@ -322,3 +322,20 @@ def test_model_input_is_framed_as_the_contract_says(radiograph: np.ndarray) -> N
     assert np.array_equal(framed, frame(plain, 0.9))
     with pytest.raises(ValueError, match="frame_scale"):
         ModelContract(frame_scale=0.2)
+
+
+def test_the_decoding_limits_are_the_documented_ones() -> None:
+    """Pinned as numbers, not read back from the constants: raising a limit must fail a test."""
+    from pneumo_core.imaging import MAX_PIXELS, MAX_UPLOAD_MB
+
+    assert MAX_UPLOAD_MB == 50 and MAX_FILE_BYTES == 50 * 1024 * 1024 and MAX_PIXELS == 60_000_000
+
+    with pytest.raises(InputError) as just_over:
+        decode(_png_header_only(7746, 7746))  # 60.0 M pixels + a little: 1.0001x the limit
+    assert just_over.value.code == "too_many_pixels"
+    with pytest.raises(InputError) as under:
+        decode(_png_header_only(7000, 7000))  # 49 M pixels: past the pixel check, then fails as damaged
+    assert under.value.code != "too_many_pixels"
+    with pytest.raises(InputError) as big_file:
+        decode(b"\xff\xd8\xff" + b"\x00" * (50 * 1024 * 1024 - 2))  # one byte over 50 MiB
+    assert big_file.value.code == "too_large"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,31 @@ def test_safe_mode_refuses_lambda_layers(copy_registry: Path) -> None:
     registry.save_model_folder(folder, {"model.keras": model.save}, metadata, [], "")
     with pytest.raises(ModelLoadError):
         Classifier.load("evil")
+
+
+def test_a_model_folder_is_staged_and_takes_its_name_only_when_complete(copy_registry: Path) -> None:
+    metadata = json.loads((copy_registry / "tiny" / "metadata.json").read_text())
+    final = copy_registry / "fresh"
+    seen = []
+
+    def writer(path: Path) -> None:
+        seen.append((path.parent != final, final.exists()))
+        path.write_bytes(b"weights")
+
+    registry.save_model_folder(final, {"model.keras": writer}, metadata, [], "# card\n")
+    assert seen == [(True, False)]  # written elsewhere, while the final name did not exist yet
+    assert (final / "model.keras").read_bytes() == b"weights" and (final / "MODEL_CARD.md").exists()
+
+
+def test_set_default_points_at_the_model_and_replaces_the_pointer_atomically(
+    copy_registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    shutil.copytree(copy_registry / "tiny", copy_registry / "other")
+    replaced = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: replaced.append(Path(b).name) or real_replace(a, b))
+    registry.set_default("other")
+    assert registry.default_name() == "other" and (copy_registry / "DEFAULT").read_text() == "other\n"
+    assert replaced == ["DEFAULT"]  # a whole new file renamed over the old one, never a partial write
