@@ -65,7 +65,9 @@ if primary.history:
 
 data_dir = api.data_dir()
 with st.expander("Misclassified test images with Grad-CAM", expanded=False):
-    if data_dir is None:
+    if not primary.on_official_test_set:
+        st.info(f"{name}'s predictions are of a site's images, not the dataset's test set: no gallery.")
+    elif data_dir is None:
         st.info("Set PNEUMO_DATA to the dataset folder to see the misclassified images.")
     elif st.toggle("Show (runs the model on up to 8 images)", key="eval_gallery"):
         clf = ui.classifier(name)

@@ -28,9 +28,14 @@ class ModelResults:
     """What the stored predictions are: the official test set, or a site's out-of-fold predictions."""
 
     @property
+    def on_official_test_set(self) -> bool:
+        """Whether the predictions are of the dataset's test/ images (which the gallery can reopen)."""
+        return self.kind == "official test set"
+
+    @property
     def description(self) -> str:
         """One line saying what these figures are and are not."""
-        if self.kind == "official test set":
+        if self.on_official_test_set:
             return (
                 f"{self.name}: the official test set ({self.y_true.size} images), scored when the model was trained "
                 "(or recalibrated); nothing was tuned on it."

@@ -164,6 +164,7 @@ def test_adapt_end_to_end_through_the_cli(tmp_path: Path, data_root: Path, tiny_
     app.selectbox(key="eval_model").set_value("tiny-site").run()
     assert not app.exception
     assert any("tiny-site: site-adapted, out of fold (24 images of one site)" in c.value for c in app.caption)
+    assert any("not the dataset's test set: no gallery" in i.value for i in app.info)
     # the refusals are one line and exit 2
     few = tmp_path / "few"
     shutil.copytree(data_root / "val", few)
