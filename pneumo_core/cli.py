@@ -255,6 +255,16 @@ def cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _folds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of folds, got {text!r}") from None
+    if not 2 <= value <= 20:
+        raise argparse.ArgumentTypeError(f"cross-validation needs 2 to 20 folds, got {value}")
+    return value
+
+
 def _sensitivity(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 1:
@@ -286,7 +296,7 @@ def _commands() -> list[tuple[str, Any, str, list[tuple[str, dict[str, Any]]]]]:
          [("dir", {"help": "the site's folder (NORMAL/ and PNEUMONIA/), or the CSV's folder with --csv"}),
           ("--model", {"help": "the base model (default: the default model)"}),
           ("--out", {"help": "the new model's folder (default: models/BASE-site-<timestamp>)"}),
-          ("--folds", {"type": int, "default": 5, "help": "patient-grouped cross-validation folds (default 5)"}),
+          ("--folds", {"type": _folds, "default": 5, "help": "patient-grouped cross-validation folds (default 5)"}),
           ("--csv", {"help": "labels as rows path,label[,patient] (paths relative to the CSV)"})]),
         ("models", cmd_models, "list registered models (* = default)", []),
         ("recalibrate", cmd_recalibrate,

@@ -170,6 +170,9 @@ def test_adapt_end_to_end_through_the_cli(tmp_path: Path, data_root: Path, tiny_
     shutil.copytree(data_root / "val", few)
     assert main(["adapt", str(few), "--model", "tiny", "--out", str(models / "never")]) == 2
     assert not (models / "never").exists()
+    with pytest.raises(SystemExit) as bad_folds:  # argparse: one usage line and exit 2
+        main(["adapt", str(site), "--folds", "1"])
+    assert bad_folds.value.code == 2
 
 
 def test_a_cancelled_adaptation_registers_nothing_and_is_not_an_error(
