@@ -64,8 +64,12 @@ def test_diagnose_upload_verdict_and_rejection(use_tiny_registry: Path, no_data:
     assert "Not a chest X-ray" in errors and "empty" in errors
     assert any(m.label == "Probability of pneumonia" and m.value.endswith("%") for m in app.metric)
     table = app.dataframe[0].value
-    assert list(table["file"])[-2:] and set(table["file"]) == {"chest.jpeg", "holiday.png", "empty.dcm"}
-    assert table["error"].iloc[0] == ""  # scored image first, rejected ones last
+    # the scored image first, the rejected ones last, each with its own reason and no verdict
+    assert table["file"].iloc[0] == "chest.jpeg" and set(table["file"].iloc[1:]) == {"holiday.png", "empty.dcm"}
+    assert table["error"].iloc[0] == "" and table["verdict"].iloc[0] in ("NORMAL", "PNEUMONIA")
+    reasons = dict(zip(table["file"], table["error"], strict=True))
+    assert "Not a chest X-ray" in reasons["holiday.png"] and "empty" in reasons["empty.dcm"]
+    assert all(not verdict for verdict in table["verdict"].iloc[1:])
 
 
 def test_opacity_slider_does_not_rerun_the_model(

@@ -33,7 +33,9 @@ def test_gradcam_shape_range_and_resolution(tiny_classifier: Classifier, full_si
     cam = tiny_classifier.gradcam(full_size_image)
     decoded = decode(full_size_image)
     assert cam.shape == (decoded.height, decoded.width)
-    assert cam.dtype == np.float32 and cam.min() >= 0.0 and cam.max() <= 1.0
+    assert cam.dtype == np.float32 and cam.min() >= 0.0
+    # normalised to its peak, and a map, not a flat field: part of the image drives the verdict more
+    assert cam.max() == pytest.approx(1.0, abs=0.01) and np.mean(cam < 0.5) > 0.05 and np.mean(cam > 0.5) > 0.01
 
 
 def test_analyze_matches_predict(tiny_classifier: Classifier, pneumonia_image: Path) -> None:

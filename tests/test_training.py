@@ -118,8 +118,25 @@ def test_merged_members_average_the_logits_and_explain() -> None:
     forward_logits, forward_embeddings = network.outputs(x)
     np.testing.assert_allclose(forward_logits, logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(forward_embeddings, embeddings, rtol=1e-5, atol=1e-5)
-    assert cams.shape == (3, 4, 4)
-    assert np.isfinite(cams).all() and embeddings.shape == (3, sum(network.feature_sizes))
+    assert cams.shape == (3, 4, 4) and embeddings.shape == (3, sum(network.feature_sizes))
+    # the merged map is the members' class maps averaged, signed by the merged verdict
+    member_maps = np.mean([_class_map(Network(m), x) for m in members], axis=0)
+    sign = np.where(logits >= 0, 1.0, -1.0)[:, None, None]
+    expected_cams = np.maximum(member_maps * sign, 0)
+    assert expected_cams.max() > 0
+    np.testing.assert_allclose(cams, expected_cams, rtol=1e-3, atol=1e-5 * expected_cams.max())
+
+
+def _class_map(network, x):
+    """A single model's Grad-CAM before ReLU: the gradient-weighted sum of the target layer's channels."""
+    import tensorflow as tf
+
+    graph = network.with_layer("gradcam_target")
+    with tf.GradientTape() as tape:
+        conv, logits, *_ = graph(tf.constant(x), training=False)
+        score = tf.reduce_sum(logits)
+    weights = tf.reduce_mean(tape.gradient(score, conv), axis=(1, 2), keepdims=True)
+    return tf.reduce_sum(conv * weights, axis=-1).numpy()
 
 
 def _train_script():
