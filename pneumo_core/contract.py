@@ -69,6 +69,8 @@ class ModelContract:
             raise ValueError(f"calibration_prevalence must be in (0, 1), got {self.calibration_prevalence}")
         if not 0.5 <= self.frame_scale <= 1.0:
             raise ValueError(f"frame_scale must be in [0.5, 1], got {self.frame_scale}")
+        if not 0.0 <= self.borderline_margin < 0.5:
+            raise ValueError(f"borderline_margin must be in [0, 0.5), got {self.borderline_margin}")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -112,4 +114,4 @@ class ModelContract:
         distance = probability_pneumonia - self.operating_threshold
         if abs(distance) < self.borderline_margin:
             return "borderline: review"
-        return "likely pneumonia" if distance > 0 else "likely normal"
+        return "likely pneumonia" if distance >= 0 else "likely normal"  # as label_for: >= is pneumonia

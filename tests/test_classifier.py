@@ -114,6 +114,21 @@ def test_the_verdict_uses_the_models_own_threshold_not_one_half(
     assert labels == ["NORMAL", "PNEUMONIA"]
 
 
+def test_the_probability_is_the_logit_scaled_by_the_models_temperature(
+    tiny_classifier: Classifier, normal_image: Path
+) -> None:
+    from pneumo_core.contract import ModelContract
+
+    def logit_of(temperature: float) -> float:
+        contract = ModelContract.from_dict({**tiny_classifier.contract.to_dict(), "temperature": temperature})
+        p = Classifier(tiny_classifier.model, contract, {}, tiny_classifier.path, None).predict(normal_image)
+        return float(np.log(p.probability_pneumonia / (1 - p.probability_pneumonia)))
+
+    assert tiny_classifier.contract.temperature == 1.0
+    raw = logit_of(1.0)
+    assert abs(raw) > 1e-3 and logit_of(2.5) == pytest.approx(raw / 2.5, rel=1e-4)
+
+
 @pytest.mark.parametrize(("decision_logit", "hot_half"), [(-100.0, "left"), (100.0, "right")])
 def test_gradcam_lights_up_what_drives_the_verdict(decision_logit: float, hot_half: str) -> None:
     """A network whose logit is the mean of its input: for a PNEUMONIA verdict the map is where the

@@ -60,6 +60,11 @@ def test_target_sensitivity_threshold() -> None:
     threshold, _ = choose_threshold(Y, P, target_sensitivity=1.0)
     assert threshold_metrics(Y, P, threshold=threshold)["sensitivity"] == 1.0
     assert threshold <= 0.3
+    # the *highest* threshold that reaches the target, midway to the next lower score
+    assert threshold == pytest.approx((0.3 + 0.1) / 2)
+    threshold, method = choose_threshold(Y, P, target_sensitivity=0.8)
+    assert threshold == pytest.approx((0.7 + 0.6) / 2) and "0.80" in method
+    assert threshold_metrics(Y, P, threshold=threshold)["specificity"] == 1.0
 
 
 def test_temperature_recovers_overconfidence() -> None:
