@@ -27,8 +27,13 @@ from .contract import ModelContract
 from .errors import InputError
 
 MAX_UPLOAD_MB = 50
-"""One upload limit for the core, the CLI and the app (see .streamlit/config.toml)."""
-MAX_FILE_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+"""One upload limit for the core, the CLI and the app: 50 MB, decimal (50,000,000 bytes).
+
+``server.maxUploadSize`` in .streamlit/config.toml holds the same number. Streamlit's server reads
+it as MiB and its browser side as decimal MB (MiB on Windows), so the core's decimal limit is the
+one every path ends at: a file the browser lets through but the core refuses gets the core's
+specific message, not a generic one."""
+MAX_FILE_BYTES = MAX_UPLOAD_MB * 1_000_000
 MAX_PIXELS = 60_000_000
 """Declared width x height above which a file is refused before decoding (decompression bombs)."""
 MIN_SIDE = 64
@@ -91,7 +96,7 @@ def _read_file(path: Path) -> bytes:
 
 def too_large_message(size: int) -> str:
     return (
-        f"The file is {size / 1024 / 1024:.0f} MB; the limit is {MAX_UPLOAD_MB} MB. "
+        f"The file is {size / 1_000_000:.1f} MB; the limit is {MAX_UPLOAD_MB} MB ({MAX_FILE_BYTES:,} bytes). "
         "Export the image at a lower resolution or as JPEG/PNG."
     )
 

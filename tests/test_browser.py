@@ -131,6 +131,23 @@ def test_a_file_name_is_shown_as_written_never_as_markdown(browser_page, server:
     assert heading.locator("span[style*=color]").count() <= 1  # only the real verdict is coloured
 
 
+def test_one_upload_limit_on_both_sides_of_the_edge(browser_page, server: str, tmp_path: Path) -> None:
+    """50,000,000 bytes reach the core (and are read: these are damaged, not too large); one byte more is
+    refused with the same limit, 50 MB, whichever side refuses it."""
+    at_limit, over_limit = tmp_path / "at-limit.jpeg", tmp_path / "over-limit.jpeg"
+    at_limit.write_bytes(b"\xff\xd8\xff" + b"\x00" * (50_000_000 - 3))
+    over_limit.write_bytes(b"\xff\xd8\xff" + b"\x00" * (50_000_000 - 2))
+    page = browser_page
+    page.goto(f"{server}/diagnose")
+    page.get_by_role("heading", name="Diagnose").wait_for()
+    page.locator("input[type=file]").set_input_files([str(at_limit), str(over_limit)])
+    page.get_by_text("The JPEG file is damaged or incomplete").wait_for()  # the core read all 50,000,000 bytes
+    page.get_by_text("File must be 50.0MB or smaller.").wait_for()  # the browser refused one byte more
+    body = page.locator("[data-testid=stMain]").first.inner_text()
+    assert "over-limit.jpeg" not in body.split("File must be 50.0MB or smaller.", 1)[1]
+    assert "Probability of pneumonia" not in body
+
+
 def test_evaluation_dashboards(browser_page, server: str, shots: Path) -> None:
     page = browser_page
     page.goto(f"{server}/evaluation")

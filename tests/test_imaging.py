@@ -328,7 +328,7 @@ def test_the_decoding_limits_are_the_documented_ones() -> None:
     """Pinned as numbers, not read back from the constants: raising a limit must fail a test."""
     from pneumo_core.imaging import MAX_PIXELS, MAX_UPLOAD_MB
 
-    assert MAX_UPLOAD_MB == 50 and MAX_FILE_BYTES == 50 * 1024 * 1024 and MAX_PIXELS == 60_000_000
+    assert MAX_UPLOAD_MB == 50 and MAX_FILE_BYTES == 50_000_000 and MAX_PIXELS == 60_000_000
 
     with pytest.raises(InputError) as just_over:
         decode(_png_header_only(7746, 7746))  # 60.0 M pixels + a little: 1.0001x the limit
@@ -337,5 +337,9 @@ def test_the_decoding_limits_are_the_documented_ones() -> None:
         decode(_png_header_only(7000, 7000))  # 49 M pixels: past the pixel check, then fails as damaged
     assert under.value.code != "too_many_pixels"
     with pytest.raises(InputError) as big_file:
-        decode(b"\xff\xd8\xff" + b"\x00" * (50 * 1024 * 1024 - 2))  # one byte over 50 MiB
+        decode(b"\xff\xd8\xff" + b"\x00" * (50_000_000 - 2))  # one byte over 50 MB
     assert big_file.value.code == "too_large"
+    assert "The file is 50.0 MB; the limit is 50 MB (50,000,000 bytes)." in big_file.value.message
+    with pytest.raises(InputError) as at_limit:
+        decode(b"\xff\xd8\xff" + b"\x00" * (50_000_000 - 3))  # exactly 50 MB: read, then damaged
+    assert at_limit.value.code != "too_large"
