@@ -3,12 +3,16 @@
 streamlit run app.py
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 import ui
 from pneumo_core import api
 
-st.set_page_config(page_title="Pneumonia X-ray assistant", page_icon=":material/radiology:", layout="wide")
+# A local icon: a ":material/...:" page icon is fetched from Google's font host, and the app must work offline.
+ICON = Path(__file__).parent / "app_pages" / "icon.png"
+st.set_page_config(page_title="Pneumonia X-ray assistant", page_icon=str(ICON), layout="wide")
 
 pages = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),

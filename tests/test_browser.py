@@ -29,6 +29,9 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
+REQUESTED: list[str] = []  # every URL the browser asked for, across this module's tests
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -89,6 +92,7 @@ def browser_page(server: str):
         browser = playwright.chromium.launch(**launch)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
+        page.on("request", lambda request: REQUESTED.append(request.url))
         yield page
         browser.close()
 
@@ -218,3 +222,12 @@ def test_retrain_tiny_run_to_completion(browser_page, server: str, shots: Path) 
     page.get_by_text("Finished.").wait_for(timeout=300_000)
     page.get_by_text("Make run-").wait_for(timeout=60_000)
     page.screenshot(path=str(shots / "retrain.png"), full_page=True)
+
+
+def test_nothing_the_app_shows_needs_the_internet(browser_page, server: str) -> None:
+    """Every request of every page visited above (icons, fonts and favicon included) went to the app."""
+    browser_page.goto(f"{server}/")
+    browser_page.get_by_role("heading").first.wait_for()
+    browser_page.wait_for_timeout(2000)
+    outside = sorted({url for url in REQUESTED if not url.startswith((server, "data:", "blob:"))})
+    assert REQUESTED and outside == []
