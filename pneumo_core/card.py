@@ -178,6 +178,19 @@ def _tight_crop_line(check: dict[str, Any]) -> list[str]:
     return [line]
 
 
+def _code_lines(code: dict[str, Any] | None) -> list[str]:
+    if not code:
+        return []
+    changes = " with local changes to the code" if code["modified"] else ""
+    return [f"Trained by commit `{code['commit'][:10]}`{changes}.", ""]
+
+
+def _seed_spread(spread: dict[str, Any] | None) -> str:
+    if not spread:
+        return ", which has not been measured for this configuration yet."
+    return f": {spread['summary']} ({spread['command']})."
+
+
 def _site_check_section(figures: dict[str, Any] | None) -> list[str]:
     if not figures:
         return []
@@ -274,7 +287,7 @@ def model_card(metadata: dict[str, Any]) -> str:
         f"- Operating threshold: {contract['operating_threshold']:.3f}, chosen by {metadata['threshold_method']}. "
         f"Probabilities within {contract['borderline_margin']:.2f} of it are shown as 'borderline: review'.",
         *_gate_lines(metadata.get("feature_gate")),
-        f"- Training time: {minutes:.1f} min on {machine['cpu_count']} CPU cores ({machine['processor']}, "
+        f"- Training time: {minutes:.1f} min on {machine['cpu_count']} CPU cores ({machine.get('cpu') or machine['processor']}, "
         f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}).",
         "",
         *_report_section(
@@ -305,6 +318,13 @@ def model_card(metadata: dict[str, Any]) -> str:
             else []
         ),
         "```",
+        "",
+        *_code_lines(metadata.get("code")),
+        "Training is deterministic on one machine: seeds are fixed and TensorFlow's op determinism is on, so "
+        "the same command on the same CPU type, thread count and TensorFlow build gives the same weights and "
+        "figures (a test checks this on a small run). Another CPU type or thread count adds floating-point "
+        "numbers in another order, and the run lands elsewhere within the recipe's seed spread"
+        f"{_seed_spread(metadata.get('seed_spread'))}",
         "",
     ]
     return "\n".join(lines)

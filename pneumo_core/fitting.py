@@ -52,11 +52,45 @@ class FitResult:
             "machine": {
                 "platform": platform.platform(),
                 "processor": platform.machine(),
+                "cpu": _cpu_model(),
                 "cpu_count": os.cpu_count(),
+                "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
                 "tensorflow": tf.__version__,
                 "keras": keras.__version__,
             },
+            "code": _code_version(),
         }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows: results depend on it."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _code_version() -> dict[str, Any] | None:
+    """The project's git commit, and whether the working tree differed from it (``None`` outside git)."""
+    import subprocess
+    from pathlib import Path
+
+    project = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "pneumo_core", "train.py"],
+            cwd=project, capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "modified": bool(changed)}
 
 
 def fit(
@@ -100,6 +134,18 @@ def epoch_callbacks(config: TrainingConfig) -> list[Any]:
     ]
 
 
+def deterministic(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic (an op without a
+    deterministic kernel then raises instead of varying). On one machine (CPU type, thread count and
+    TensorFlow build) the same configuration then trains to the same weights; across machines,
+    floating-point sums run in another order and the run lands elsewhere within the seed spread."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 def _strategy_scope(distribute: str):
     """TensorFlow's distribution strategy scope: mirrored across GPUs when asked (or ``auto`` with
     several GPUs), else the default strategy."""
@@ -122,7 +168,7 @@ def _fit_member(
 
     from .model import build_model
 
-    keras.utils.set_random_seed(config.seed)
+    deterministic(config.seed)
     with _strategy_scope(distribute):
         model = build_model(contract, config, weights)
         model.compile(

@@ -139,6 +139,22 @@ def _class_map(network, x):
     return tf.reduce_sum(conv * weights, axis=-1).numpy()
 
 
+def test_the_same_configuration_trains_to_the_same_weights_and_figures(data_root: Path, tmp_path: Path) -> None:
+    """Op determinism and fixed seeds: two runs of one configuration on this machine are identical."""
+    import keras
+    import numpy as np
+
+    runs = [train(data_root, TINY, tmp_path / f"run-{i}") for i in (1, 2)]
+    weights = [keras.saving.load_model(r.path / "model.keras", compile=False).get_weights() for r in runs]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+    first, second = (json.loads((r.path / "metadata.json").read_text()) for r in runs)
+    for key in ("history", "contract", "validation", "test"):
+        assert first[key] == second[key], key
+    assert first["machine"]["intra_op_threads"] >= 1 and first["machine"]["cpu"]
+    assert first["code"] is None or len(first["code"]["commit"]) == 40  # None outside a git checkout
+    assert "Training is deterministic on one machine" in (runs[0].path / "MODEL_CARD.md").read_text()
+
+
 def _train_script():
     import importlib.util
 
