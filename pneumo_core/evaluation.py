@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+from scipy.special import expit
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -32,8 +33,8 @@ def _check(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    return 1.0 / (1.0 + np.exp(-z))
+    """``1 / (1 + exp(-logits / temperature))``, without overflow for very large logits."""
+    return expit(np.asarray(logits, dtype=np.float64) / temperature)
 
 
 def shift_prevalence(probability: Any, from_prevalence: float, to_prevalence: float) -> Any:

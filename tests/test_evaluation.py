@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,8 @@ from pneumo_core.evaluation import (
     fit_temperature,
     shift_prevalence,
     sigmoid,
+    summary,
+    temperature_scaled,
     threshold_metrics,
 )
 
@@ -118,3 +122,126 @@ def test_shift_prevalence_by_hand() -> None:
     assert np.all(np.diff(shift_prevalence(p, 0.74, 0.2)) > 0)  # ranking kept
     with pytest.raises(ValueError, match="prevalence"):
         shift_prevalence(0.5, 0.74, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("y", "p", "message"),
+    [
+        ([0, 1, 1], [0.2, 0.5], "y_true and y_score differ in length: 3 vs 2"),
+        ([1, 1], [0.2, 0.5], "only one class present in y_true; these metrics need both classes"),
+    ],
+)
+def test_bad_inputs_are_refused_with_the_reason(y: list, p: list, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        expected_calibration_error(y, p)
+
+
+def test_prevalence_shift_at_the_edges() -> None:
+    with pytest.raises(ValueError, match=r"^a prevalence must lie strictly between 0 and 1, got 0\.0$"):
+        shift_prevalence(0.5, 0.0, 0.5)
+    # certain probabilities stay (almost) certain and finite under any prior
+    assert shift_prevalence(1.0, 0.5, 0.5) == pytest.approx(1.0) and shift_prevalence(0.0, 0.5, 0.5) < 1e-11
+    assert np.isfinite(shift_prevalence(np.array([0.0, 1.0]), 0.7, 0.2)).all()
+
+
+def test_negative_predictive_value_and_the_report_threshold() -> None:
+    m = threshold_metrics(Y, P, threshold=0.5)
+    assert m["npv"] == pytest.approx(2 / 3) and m["threshold"] == 0.5  # tn 2 of the 3 called negative
+    per_image = threshold_metrics(Y, P, threshold=np.array([0.2, 0.2, 0.2, 0.5, 0.5, 0.5, 0.9, 0.9]))
+    assert per_image["threshold"] == 0.5 and per_image["confusion"] == {"tn": 1, "fp": 2, "fn": 1, "tp": 4}
+
+
+def test_calibration_bins_are_tenths_and_the_last_one_holds_certainty() -> None:
+    # 0.18 and 0.19 share the tenth [0.1, 0.2); 1.0 belongs in the last bin [0.9, 1.0], with 0.95
+    curve = calibration_curve([0, 1, 1, 0, 1, 0], [0.18, 0.19, 0.85, 0.95, 1.0, 1.0])
+    assert curve == {"predicted": [0.185, 0.85, pytest.approx(2.95 / 3)], "observed": [0.5, 1.0, pytest.approx(1 / 3)], "count": [2, 1, 3]}  # fmt: skip
+    ece = (2 * abs(0.5 - 0.185) + 1 * abs(1.0 - 0.85) + 3 * abs(1 / 3 - 2.95 / 3)) / 6
+    assert expected_calibration_error([0, 1, 1, 0, 1, 0], [0.18, 0.19, 0.85, 0.95, 1.0, 1.0]) == pytest.approx(ece)
+
+
+def test_a_threshold_never_reaches_0_or_1() -> None:
+    assert choose_threshold([0, 1], [1.0, 1.0])[0] == pytest.approx(1 - 1e-4)
+    assert choose_threshold([0, 1], [0.0, 0.0])[0] == pytest.approx(1e-4)
+    _, method = choose_threshold(Y, P)
+    assert method == "Youden's J on the validation split"
+    _, method = choose_threshold(Y, P, target_sensitivity=0.97)
+    assert method == "highest threshold with validation sensitivity >= 0.97"
+
+
+def test_temperature_recovers_under_and_overconfidence_within_its_bounds() -> None:
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, 20000)
+    y = (rng.random(20000) < sigmoid(true_logits)).astype(int)
+    assert fit_temperature(y, true_logits * 3.0) == pytest.approx(3.0, rel=0.05)
+    assert fit_temperature(y, true_logits / 3.0) == pytest.approx(1 / 3, rel=0.05)
+    assert fit_temperature(y, true_logits * 100.0) == pytest.approx(20.0, rel=1e-3)  # the upper bound
+    temperature, probabilities, loss = temperature_scaled(y, true_logits * 3.0)
+    assert temperature == fit_temperature(y, true_logits * 3.0)
+    np.testing.assert_allclose(probabilities, sigmoid(true_logits * 3.0 / temperature))
+    expected = -np.mean(y * np.log(probabilities) + (1 - y) * np.log(1 - probabilities))
+    assert loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_bootstrap_intervals_have_the_stated_coverage_and_use_every_image() -> None:
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 1000)
+    p = rng.normal(0, 1, 2000)
+    low, high = bootstrap_ci(y, p, lambda t, s: {"mean": float(np.mean(s))}, n_resamples=2000)["mean"]
+    half_width = 1.96 * p.std() / np.sqrt(p.size)  # the normal-theory 95% interval of a mean
+    assert (high - low) / 2 == pytest.approx(half_width, rel=0.1) and low < p.mean() < high
+    # the first image is resampled like any other: an interval of the maximum reaches it
+    extreme = np.r_[100.0, p[1:20]]
+    assert bootstrap_ci(y[:20], extreme, lambda t, s: {"max": float(np.max(s))})["max"][1] == 100.0
+    # resamples with one class are skipped, not the end of the loop
+    calls = []
+    few_positives = np.r_[1, np.zeros(19, int)]
+    bootstrap_ci(few_positives, p[:20], lambda t, s: calls.append(1) or {"n": 1.0})
+    assert 550 < len(calls) < 720  # about 1 - (19/20)^20 = 64% of 1000 resamples hold the positive
+    # the defaults: 1000 resamples, seed 0
+    stat = lambda t, s: {"mean": float(np.mean(s))}  # noqa: E731
+    assert bootstrap_ci(Y, P, stat) == bootstrap_ci(Y, P, stat, n_resamples=1000, seed=0)
+    assert bootstrap_ci(Y, P, stat) != bootstrap_ci(Y, P, stat, n_resamples=1000, seed=1)
+
+
+def test_evaluate_report_by_hand() -> None:
+    report = evaluate(Y, P, threshold=0.5, n_resamples=50)
+    assert set(report) == {
+        "n", "n_positive", "threshold", "accuracy", "sensitivity", "specificity", "precision", "npv", "f1",
+        "confusion", "auc", "average_precision", "brier", "log_loss", "ece", "ci95", "roc", "pr", "calibration",
+    }  # fmt: skip
+    assert (report["n"], report["n_positive"], report["threshold"]) == (8, 5, 0.5)
+    assert report["auc"] == pytest.approx(13 / 15)  # 13 of the 15 positive-negative pairs ranked right
+    assert report["brier"] == pytest.approx(np.mean((P - Y) ** 2))
+    assert report["log_loss"] == pytest.approx(-np.mean(Y * np.log(P) + (1 - Y) * np.log(1 - P)))
+    assert report["average_precision"] == pytest.approx(
+        np.mean([1, 1, 1, 1, 5 / 7])  # precision at each positive, by descending score
+    )
+    assert set(report["ci95"]) == {"auc", "accuracy", "sensitivity", "specificity", "precision", "f1"}
+    assert set(report["roc"]) == {"fpr", "tpr", "thresholds"} and set(report["pr"]) == {"precision", "recall"}
+    assert report["roc"]["thresholds"][0] == 1.0 and report["roc"]["tpr"][-1] == 1.0
+    assert report["pr"]["recall"][0] == 1.0 and report["pr"]["precision"][-1] == 1.0
+    assert report["calibration"] == calibration_curve(Y, P)
+
+
+def test_evaluate_resamples_1000_times_from_seed_0_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pneumo_core.evaluation as evaluation
+
+    asked = {}
+    monkeypatch.setattr(evaluation, "bootstrap_ci", lambda *args, **kwargs: asked.update(kwargs) or {})
+    evaluation.evaluate(Y, P, threshold=0.5)
+    assert (asked["n_resamples"], asked["seed"]) == (1000, 0)
+
+
+def test_summary_keeps_the_scalars_and_drops_the_curves() -> None:
+    report = evaluate(Y, P, threshold=0.5, n_resamples=20)
+    assert list(summary(report)) == [
+        "n", "auc", "accuracy", "sensitivity", "specificity", "precision", "f1",
+        "brier", "log_loss", "ece", "threshold", "confusion", "ci95",
+    ]  # fmt: skip
+    assert summary(report)["auc"] == report["auc"] and summary({"auc": 0.9}) == {"auc": 0.9}
+
+
+def test_sigmoid_with_temperature_and_without_overflow() -> None:
+    assert sigmoid(0.0) == 0.5 and sigmoid(2.0, temperature=2.0) == pytest.approx(1 / (1 + np.exp(-1.0)))
+    with np.errstate(over="raise"):
+        np.testing.assert_array_equal(sigmoid(np.array([-1e4, 1e4])), [0.0, 1.0])
