@@ -135,5 +135,33 @@ def follow_adaptation(job: api.AdaptJob) -> None:
             st.success(f"{name} is now the default model.")
 
 
+def worklist(rows: list[dict]) -> None:
+    """The worklist with human headers; an unscored file shows its whole reason and "-" for numbers
+    (the grid draws a missing number as "None")."""
+    headers = api.WORKLIST_HEADERS
+    numbers = ("probability_pneumonia_pct", "prevalence_assumed_pct")
+    shown = [{k: ("-" if v is None else f"{v:.1f}") if k in numbers else v for k, v in row.items()} for row in rows]
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_order=list(headers),
+        column_config={
+            "file": st.column_config.TextColumn(headers["file"], width="medium"),
+            "verdict": headers["verdict"],
+            "probability_pneumonia_pct": st.column_config.TextColumn(
+                headers["probability_pneumonia_pct"], help="Calibrated probability of pneumonia"
+            ),
+            "prevalence_assumed_pct": st.column_config.TextColumn(
+                headers["prevalence_assumed_pct"], help="The prevalence of pneumonia the probability is stated for"
+            ),
+            "reading": headers["reading"],
+            "error": st.column_config.TextColumn(headers["error"], width="large"),
+        },
+    )
+    if any(row["error"] for row in rows):
+        st.caption("Files that could not be scored come last; each one's full reason is shown with it below.")
+
+
 def disclaimer() -> None:
     st.caption(api.DISCLAIMER_LONG)

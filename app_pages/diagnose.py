@@ -57,7 +57,7 @@ if len(files) >= api.SITE_CHECK_WITH_DIAGNOSE_FROM:
         st.page_link("app_pages/site.py", label="Site check: the details")
 if len(files) > 1:
     st.subheader("Worklist (highest probability first)")
-    st.dataframe(rows, hide_index=True, width="stretch")
+    ui.worklist(rows)
     st.download_button(
         "Download results (CSV)", api.worklist_csv(rows), "pneumonia_worklist.csv", "text/csv", key="csv"
     )

@@ -26,7 +26,7 @@ from .render import DISCLAIMER, DISCLAIMER_LONG, overlay, percent, probability_p
 from .site import CHECK_WITH_DIAGNOSE_FROM as SITE_CHECK_WITH_DIAGNOSE_FROM
 from .site import MIN_IMAGES as SITE_MIN_IMAGES
 from .site import SiteCheck, check_site
-from .worklist import example_images, worklist_csv, worklist_rows
+from .worklist import WORKLIST_HEADERS, example_images, worklist_csv, worklist_rows
 
 ImageSource = bytes | Path | InputError
 
@@ -37,6 +37,7 @@ __all__ = [
     "MAX_UPLOAD_MB",
     "SITE_CHECK_WITH_DIAGNOSE_FROM",
     "SITE_MIN_IMAGES",
+    "WORKLIST_HEADERS",
     "AdaptJob",
     "Analysis",
     "Classifier",

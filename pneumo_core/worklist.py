@@ -12,6 +12,15 @@ from .errors import InputError
 from .render import probability_percent_value, write_csv
 
 WORKLIST_COLUMNS = ["file", "verdict", "probability_pneumonia_pct", "prevalence_assumed_pct", "reading", "error"]
+WORKLIST_HEADERS = {
+    "file": "File",
+    "verdict": "Verdict",
+    "probability_pneumonia_pct": "Pneumonia %",
+    "prevalence_assumed_pct": "At prevalence %",
+    "reading": "Reading",
+    "error": "Why it was not scored",
+}
+"""What a person reads above each column; the CSV keeps the stable machine names."""
 
 
 def worklist_rows(results: list[tuple[str, Analysis | Prediction | InputError]]) -> list[dict[str, Any]]:

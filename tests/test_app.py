@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import ROOT, SHIPPED_MODELS, encode
 from streamlit.testing.v1 import AppTest
+
+from pneumo_core import api
 
 TIMEOUT = 120
 
@@ -70,6 +73,13 @@ def test_diagnose_upload_verdict_and_rejection(use_tiny_registry: Path, no_data:
     reasons = dict(zip(table["file"], table["error"], strict=True))
     assert "Not a chest X-ray" in reasons["holiday.png"] and "empty" in reasons["empty.dcm"]
     assert all(not verdict for verdict in table["verdict"].iloc[1:])
+    assert list(table["probability_pneumonia_pct"].iloc[1:]) == ["-", "-"]  # not "None"
+    assert float(table["probability_pneumonia_pct"].iloc[0]) >= 0
+    # shown with human headers, every column in order, the reason column wide enough to read
+    shown = json.loads(app.dataframe[0].proto.columns)
+    assert {name: shown[name]["label"] for name in api.WORKLIST_HEADERS} == api.WORKLIST_HEADERS
+    assert shown["error"]["width"] == "large"
+    assert list(app.dataframe[0].proto.column_order) == list(api.WORKLIST_HEADERS)
 
 
 def test_opacity_slider_does_not_rerun_the_model(
