@@ -10,7 +10,7 @@ from dicom_utils import make_dicom
 
 from pneumo_core.errors import InputError
 from pneumo_core.gate import FeatureGate, check_header_and_statistics
-from pneumo_core.imaging import decode
+from pneumo_core.imaging import DecodedImage, decode
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +103,79 @@ def test_shipped_gate_accepts_the_fixtures_chest_xrays(shipped_classifier, data_
     files = sorted((data_root / "test").rglob("*.jpeg")) + sorted((data_root / "val").rglob("*.jpeg"))
     results = shipped_classifier.predict_many(files)
     assert [f.name for f, r in zip(files, results, strict=True) if isinstance(r, InputError)] == []
+
+
+# --- each rule at its edges, with the message a user reads --------------------------------------
+
+
+def _decoded(pixels: np.ndarray, colorfulness: float = 0.0, **facts) -> DecodedImage:
+    return DecodedImage(pixels, "DICOM" if facts else "PNG", pixels.shape[1], pixels.shape[0], facts, colorfulness)
+
+
+def _textured(height: int, width: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (height, width), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("modality", ["CR", "DX", "DR", "RG", "PX", "OT", "SC", "dx", ""])
+def test_projection_radiography_and_secondary_capture_pass(modality: str) -> None:
+    check_header_and_statistics(_decoded(_textured(300, 300), modality=modality))
+
+
+@pytest.mark.parametrize("body_part", ["CHEST", "THORAX", "LUNG", "LUNGS", "PORT CHEST", "TORSO", "BODY", "chest"])
+def test_chest_body_parts_pass(body_part: str) -> None:
+    check_header_and_statistics(_decoded(_textured(300, 300), modality="CR", body_part=body_part))
+
+
+@pytest.mark.parametrize(
+    ("facts", "pixels", "reason"),
+    [
+        ({"modality": "MG"}, None, "the DICOM modality is MG, not projection radiography (CR/DX)"),
+        ({"modality": "XA"}, None, "the DICOM modality is XA, not projection radiography (CR/DX)"),
+        ({"modality": "DX", "body_part": "KNEE"}, None, "the DICOM body part is KNEE"),
+        ({}, np.full((300, 300), 7, np.uint8), "the image is blank or nearly uniform"),
+        ({}, _textured(100, 230), "its aspect ratio is 2.3:1, far from a chest film's"),
+        ({}, _textured(230, 100), "its aspect ratio is 2.3:1, far from a chest film's"),
+    ],
+)
+def test_each_rule_refuses_with_its_reason(facts: dict, pixels: np.ndarray | None, reason: str) -> None:
+    decoded = _decoded(_textured(300, 300) if pixels is None else pixels, **facts)
+    with pytest.raises(InputError) as info:
+        check_header_and_statistics(decoded)
+    assert info.value.message == f"Not a chest X-ray: {reason}. Upload a frontal chest radiograph."
+
+
+def test_the_statistics_rules_at_their_edges() -> None:
+    check_header_and_statistics(_decoded(_textured(100, 220)))  # aspect 2.2:1 is still a film
+    two_levels = np.tile(np.array([100, 125], np.uint8), (300, 150))  # standard deviation 12.5
+    check_header_and_statistics(_decoded(two_levels))
+    with pytest.raises(InputError, match="blank"):
+        check_header_and_statistics(_decoded(np.tile(np.array([100, 123], np.uint8), (300, 150))))  # 11.5
+    check_header_and_statistics(_decoded(_textured(300, 300), colorfulness=12.0))
+    with pytest.raises(InputError, match="colour"):
+        check_header_and_statistics(_decoded(_textured(300, 300), colorfulness=12.5))
+
+
+def test_feature_gate_distances_cut_offs_and_message_by_hand(tmp_path: Path) -> None:
+    """Identity precision: the distance is the Euclidean norm per layer; a score of exactly 1 passes."""
+    gate = FeatureGate([2, 1], [np.zeros(2), np.zeros(1)], [np.eye(2), np.eye(1)], [5.0, 2.0])
+    np.testing.assert_allclose(gate.distances(np.array([[3.0, 4.0, -1.0]])), [[5.0, 1.0]])
+    np.testing.assert_allclose(gate.outlier_scores(np.array([[3.0, 4.0, -1.0], [0.0, 0.0, 3.0]])), [1.0, 1.5])
+    gate.check(np.array([3.0, 4.0, -1.0]))
+    with pytest.raises(InputError) as info:
+        gate.check(np.array([0.0, 0.0, 3.0]))
+    assert info.value.message == (
+        "Not a chest X-ray: it looks unlike the radiographs the model was trained on (outlier score 1.5; "
+        "chest X-rays score below 1). Upload a frontal chest radiograph."
+    )
+
+
+def test_feature_gate_fit_takes_the_validation_quantile_with_a_margin() -> None:
+    rng = np.random.default_rng(1)
+    train, val = rng.normal(3, 2, (3000, 4)), rng.normal(3, 2, (500, 4))
+    gate = FeatureGate.fit(train, val, sizes=[1, 3])
+    np.testing.assert_allclose(gate.means[0], train[:, :1].mean(axis=0))
+    np.testing.assert_allclose(gate.means[1], train[:, 1:].mean(axis=0))
+    distances = gate.distances(val)
+    assert gate.thresholds == pytest.approx([1.25 * np.quantile(distances[:, i], 0.995) for i in range(2)])
+    single = FeatureGate.fit(train, val)  # one layer by default
+    assert single.sizes == [4] and len(single.thresholds) == 1
