@@ -107,3 +107,116 @@ def test_set_default_points_at_the_model_and_replaces_the_pointer_atomically(
     registry.set_default("other")
     assert registry.default_name() == "other" and (copy_registry / "DEFAULT").read_text() == "other\n"
     assert replaced == ["DEFAULT"]  # a whole new file renamed over the old one, never a partial write
+
+
+# --- names, resolution, listing and files, pinned by hand --------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a", "v3", "pneumonia-cnn-v3", "Site_A.2", "9lives", "x" * 64])
+def test_plain_folder_names_are_accepted(name: str, use_tiny_registry: Path) -> None:
+    assert registry.check_name(name) == name
+    assert registry.model_path(name) == (use_tiny_registry / name).resolve()
+
+
+@pytest.mark.parametrize("name", ["x" * 65, "a..b", "-a", "_a", "a b", "a/b", "é"])
+def test_other_names_are_refused_with_the_rule(name: str) -> None:
+    with pytest.raises(ValueError) as info:
+        registry.check_name(name)
+    assert str(info.value) == f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' only"
+
+
+def test_resolve_a_default_a_name_or_a_folder(use_tiny_registry: Path, tmp_path: Path) -> None:
+    assert registry.resolve() == (use_tiny_registry / "tiny").resolve()
+    assert registry.resolve("tiny") == (use_tiny_registry / "tiny").resolve()
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(use_tiny_registry / "tiny", elsewhere)
+    assert registry.resolve(elsewhere) == elsewhere and registry.resolve(str(elsewhere)) == elsewhere
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(ValueError):  # a folder without metadata is read as a (bad) name
+        registry.resolve(tmp_path / "not-a-model")
+
+
+@pytest.mark.parametrize("pointer", [None, "", "../etc\n", ".hidden"])
+def test_a_missing_or_bad_default_pointer_means_the_shipped_model(copy_registry: Path, pointer: str | None) -> None:
+    if pointer is None:
+        (copy_registry / "DEFAULT").unlink()
+    else:
+        (copy_registry / "DEFAULT").write_text(pointer)
+    assert registry.default_name() == registry.SHIPPED_DEFAULT == "pneumonia-cnn-v3"
+
+
+def test_unreadable_metadata_says_what_is_wrong(copy_registry: Path) -> None:
+    folder = copy_registry / "tiny"
+    (folder / "metadata.json").unlink()
+    with pytest.raises(ModelLoadError, match=r"^model folder .*tiny has no metadata\.json$"):
+        registry.read_metadata(folder)
+    (folder / "metadata.json").write_text("[1, 2]")
+    with pytest.raises(ModelLoadError, match=r"metadata\.json has no model contract$"):
+        registry.read_metadata(folder)
+    (folder / "metadata.json").write_text('{"name": "tiny"}')
+    with pytest.raises(ModelLoadError, match="has no model contract"):
+        registry.read_metadata(folder)
+    (folder / "model.keras").unlink()
+    with pytest.raises(ModelLoadError, match=r"^model folder .*tiny has no model\.keras$"):
+        registry.read_metadata(folder)
+
+
+def test_listing_puts_the_default_first_then_the_newest(copy_registry: Path) -> None:
+    base = json.loads((copy_registry / "tiny" / "metadata.json").read_text())
+    for name, created in (("old", 100.0), ("new", 300.0), ("mid", 200.0)):
+        shutil.copytree(copy_registry / "tiny", copy_registry / name)
+        (copy_registry / name / "metadata.json").write_text(json.dumps({**base, "created_unix": created}))
+    (copy_registry / ".staging").mkdir()  # hidden folders and stray files are not models
+    (copy_registry / "notes.txt").write_text("x")
+    registry.set_default("mid")
+    listed = registry.list_models()
+    assert [m.name for m in listed][:3] == ["mid", "new", "old"] and "tiny" in [m.name for m in listed]
+    assert [m.is_default for m in listed] == [True] + [False] * (len(listed) - 1)
+
+
+def test_test_predictions_are_read_back_typed(copy_registry: Path) -> None:
+    folder = copy_registry / "tiny"
+    metadata = json.loads((folder / "metadata.json").read_text())
+    rows = [{"path": "a.jpeg", "label": 1, "probability_pneumonia": 0.25}]
+    registry.save_model_folder(folder, {"model.keras": lambda p: p.write_bytes(b"w")}, metadata, rows, "card")
+    assert registry.read_predictions(folder) == rows
+    (folder / registry.PREDICTIONS_FILE).unlink()
+    assert registry.read_predictions(folder) == []
+
+
+def test_saving_over_a_model_replaces_every_file_and_leaves_nothing_behind(copy_registry: Path) -> None:
+    import numpy as np
+
+    folder = copy_registry / "tiny"
+    (folder / "stale.txt").write_text("from the old model")
+    metadata = {"contract": {}, "array": np.array([1, 2]), "where": Path("/data"), "n": np.int64(3)}
+    registry.save_model_folder(folder, {"model.keras": lambda p: p.write_bytes(b"new")}, metadata, [], "# new card\n")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "MODEL_CARD.md", "metadata.json", "model.keras", "test_predictions.csv",
+    ]  # fmt: skip
+    assert json.loads((folder / "metadata.json").read_text()) == {
+        "contract": {}, "array": [1, 2], "where": "/data", "n": 3,
+    }  # fmt: skip
+    assert (folder / "MODEL_CARD.md").read_text() == "# new card\n"
+    assert (folder / "test_predictions.csv").read_text().splitlines() == ["path,label,probability_pneumonia"]
+    assert sorted(p.name for p in copy_registry.iterdir()) == ["DEFAULT", "tiny"]  # no staging, no .old
+    with pytest.raises(TypeError, match="cannot serialise object"):
+        registry.save_model_folder(folder, {}, {"contract": {}, "bad": object()}, [], "")
+    assert (folder / "model.keras").read_bytes() == b"new"
+
+
+def test_a_late_cancel_leaves_the_registry_as_it_was(copy_registry: Path) -> None:
+    def cancel() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        registry.save_model_folder(
+            copy_registry / "fresh", {"model.keras": lambda p: p.write_bytes(b"w")}, {"contract": {}}, [], "", cancel
+        )
+    assert sorted(p.name for p in copy_registry.iterdir()) == ["DEFAULT", "tiny"]
+
+
+def test_the_default_pointer_can_be_written_into_a_new_registry(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PNEUMO_MODELS", str(tmp_path / "new" / "models"))
+    registry._atomic_write_text(registry.models_dir() / registry.DEFAULT_POINTER, "x\n")
+    assert (tmp_path / "new" / "models" / "DEFAULT").read_text() == "x\n"
