@@ -76,26 +76,37 @@ def _prevalence(prediction: Prediction) -> str:
     return f"   Prevalence assumed {percent(prediction.prevalence, 0)}" if prediction.prevalence else ""
 
 
+def report_lines(analysis: Analysis, *, model_name: str, source_name: str, generated: str | None = None) -> list[str]:
+    """The report's text, line by line (``generated``: the time stamp, now by default)."""
+    p = analysis.prediction
+    return [
+        f"Verdict: {p.label}   P(pneumonia) = {probability_percent(p.probability_pneumonia)}   ({p.band})",
+        f"Operating threshold {percent(p.operating_threshold)}{_prevalence(p)}   Model: {model_name}",
+        f"Image: {source_name[:60]}   Generated {generated or time.strftime('%Y-%m-%d %H:%M')}",
+        "Left: image as read. Right: Grad-CAM (regions that drove the verdict; not a lesion map).",
+        f"{DISCLAIMER} Not for clinical decisions.",
+    ]
+
+
+REPORT_SIDE = 512
+"""Each of the report's two panels fits in a square of this many pixels."""
+
+
 def report_png(analysis: Analysis, *, model_name: str, source_name: str, opacity: float = 0.4) -> bytes:
     """A one-page PNG report for one image: original, Grad-CAM overlay, verdict, model version
-    (white page, two 512 px panels, text below)."""
-    side = 512
+    (white page, two 512 px panels, ``report_lines`` below)."""
+    side = REPORT_SIDE
     original = cv2.cvtColor(_fit(analysis.pixels, side), cv2.COLOR_GRAY2RGB)
     heat = _fit(analysis.heatmap, side)
     blended = overlay(_fit(analysis.pixels, side), heat, opacity)
     page = np.full((side + 230, 2 * side + 60, 3), 255, np.uint8)
     page[20 : 20 + original.shape[0], 20 : 20 + original.shape[1]] = original
     page[20 : 20 + blended.shape[0], side + 40 : side + 40 + blended.shape[1]] = blended
-    p = analysis.prediction
-    lines = [
-        (f"Verdict: {p.label}   P(pneumonia) = {probability_percent(p.probability_pneumonia)}   ({p.band})", 0.8, 2),
-        (f"Operating threshold {percent(p.operating_threshold)}{_prevalence(p)}   Model: {model_name}", 0.6, 1),
-        (f"Image: {source_name[:60]}   Generated {time.strftime('%Y-%m-%d %H:%M')}", 0.6, 1),
-        ("Left: image as read. Right: Grad-CAM (regions that drove the verdict; not a lesion map).", 0.55, 1),
-        (f"{DISCLAIMER} Not for clinical decisions.", 0.6, 1),
-    ]
+    styles = [(0.8, 2), (0.6, 1), (0.6, 1), (0.55, 1), (0.6, 1)]  # (font scale, thickness) per line
     y = side + 60
-    for text, scale, thickness in lines:
+    for text, (scale, thickness) in zip(
+        report_lines(analysis, model_name=model_name, source_name=source_name), styles, strict=True
+    ):
         cv2.putText(page, text, (20, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA)
         y += 36
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(page, cv2.COLOR_RGB2BGR))

@@ -165,3 +165,110 @@ def test_plain_text_escapes_what_markdown_would_act_on() -> None:
     assert plain("**b** :red[x] $y$ ![i](u) <b>") == r"\*\*b\*\* \:red\[x\] \$y\$ \!\[i\]\(u\) \<b\>"
     assert [plain(t) for t in ("- a", "1. a", "# a", "a.b-c")] == [r"\- a", r"1\. a", r"\# a", "a.b-c"]
     assert plain("two\nlines") == "two lines"
+
+
+# --- render: what a person reads, pinned by hand --------------------------------------------------
+
+
+def test_percentages_by_hand() -> None:
+    from pneumo_core.render import percent, probability_percent_value
+
+    assert percent(0.1234) == "12.3%" and percent(0.1234, 0) == "12%" and percent(1.0) == "100.0%"
+    assert [probability_percent(p) for p in (0.9995, 0.99949, 0.5, 0.0005, 0.00049)] == [
+        ">99.9%", "99.9%", "50.0%", "0.1%", "<0.1%",
+    ]  # fmt: skip
+    assert [probability_percent_value(p) for p in (0.99997, 0.4567, 1e-6)] == [99.9, 45.7, 0.1]
+
+
+def test_csv_quotes_formula_text_but_not_numbers() -> None:
+    from pneumo_core.render import write_csv
+
+    buffer = io.StringIO()
+    write_csv(buffer, ["name", "value"], [{"name": "-2.jpeg", "value": -0.5}, {"name": "a=b", "value": "+x"}])
+    assert buffer.getvalue().splitlines() == ["name,value", "'-2.jpeg,-0.5", "a=b,'+x"]
+
+
+def test_overlay_blends_in_rgb_at_the_given_opacity() -> None:
+    from pneumo_core.render import overlay
+
+    gray = np.full((4, 6), 100, np.uint8)
+    hot = np.ones((2, 3), np.float32)  # resized to the image
+    np.testing.assert_array_equal(overlay(gray, hot, 0.0), np.full((4, 6, 3), 100, np.uint8))
+    full = overlay(gray, hot, 1.0)
+    np.testing.assert_array_equal(full[0, 0], [128, 0, 0])  # JET's hottest colour, in RGB order: dark red
+    np.testing.assert_array_equal(overlay(gray, hot, 7.0), full)  # opacity is clipped to [0, 1]
+    half = overlay(gray, np.zeros((4, 6), np.float32), 0.5)  # cold: JET's dark blue (0, 0, 128)
+    np.testing.assert_array_equal(half[0, 0], [50, 50, 114])
+
+
+def test_report_lines_say_verdict_probability_threshold_prevalence_model_and_disclaimer() -> None:
+    from pneumo_core.classifier import Analysis
+    from pneumo_core.render import DISCLAIMER, report_lines
+
+    p = Prediction(0.87, "PNEUMONIA", "likely pneumonia", 0.83, prevalence=0.74)
+    analysis = Analysis(p, heatmap=np.zeros((10, 10), np.float32), pixels=np.zeros((10, 10), np.uint8))
+    lines = report_lines(analysis, model_name="v3", source_name="x" * 80, generated="2026-12-02 10:00")
+    assert lines == [
+        "Verdict: PNEUMONIA   P(pneumonia) = 87.0%   (likely pneumonia)",
+        "Operating threshold 83.0%   Prevalence assumed 74%   Model: v3",
+        f"Image: {'x' * 60}   Generated 2026-12-02 10:00",
+        "Left: image as read. Right: Grad-CAM (regions that drove the verdict; not a lesion map).",
+        f"{DISCLAIMER} Not for clinical decisions.",
+    ]
+    unstated = Analysis(Prediction(0.2, "NORMAL", "likely normal", 0.5), analysis.heatmap, analysis.pixels)
+    assert report_lines(unstated, model_name="m", source_name="a")[1] == "Operating threshold 50.0%   Model: m"
+
+
+def test_report_png_lays_out_the_image_and_its_overlay_side_by_side() -> None:
+    from pneumo_core.classifier import Analysis
+    from pneumo_core.render import overlay
+
+    pixels = np.tile(np.linspace(0, 255, 256, dtype=np.uint8), (128, 1))  # 2:1, fitted to 512 x 256
+    heat = np.zeros((128, 256), np.float32)
+    heat[:, 128:] = 1.0
+    analysis = Analysis(Prediction(0.2, "NORMAL", "likely normal", 0.5), heatmap=heat, pixels=pixels)
+    page = cv2.cvtColor(
+        cv2.imdecode(np.frombuffer(report_png(analysis, model_name="m", source_name="a"), np.uint8), cv2.IMREAD_COLOR),
+        cv2.COLOR_BGR2RGB,
+    )
+    assert page.shape == (512 + 230, 2 * 512 + 60, 3)
+    fitted = cv2.resize(pixels, (512, 256), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(page[20:276, 20:532], cv2.cvtColor(fitted, cv2.COLOR_GRAY2RGB))
+    blended = overlay(fitted, cv2.resize(heat, (512, 256), interpolation=cv2.INTER_AREA), 0.4)
+    np.testing.assert_array_equal(page[20:276, 552:1064], blended)
+    assert (page[276:532] == 255).all()  # white below the panels, down to the text
+    text = page[532 + 20 :]
+    assert (text < 128).any(axis=2).sum() > 2000  # five lines of dark text
+
+
+def test_worklist_rows_by_hand() -> None:
+    stated = Prediction(0.42, "NORMAL", "borderline: review", 0.5, prevalence=0.3)
+    rows = worklist_rows(
+        [("a.jpeg", stated), ("b.jpeg", InputError("empty", "The file is empty.")), ("c", prediction(0.7))]
+    )
+    assert rows == [
+        {"file": "c", "verdict": "PNEUMONIA", "probability_pneumonia_pct": 70.0, "prevalence_assumed_pct": None,
+         "reading": "x", "error": ""},
+        {"file": "a.jpeg", "verdict": "NORMAL", "probability_pneumonia_pct": 42.0, "prevalence_assumed_pct": 30.0,
+         "reading": "borderline: review", "error": ""},
+        {"file": "b.jpeg", "verdict": "", "probability_pneumonia_pct": None, "prevalence_assumed_pct": None,
+         "reading": "not scored", "error": "The file is empty."},
+    ]  # fmt: skip
+    assert worklist_csv(rows).splitlines()[0] == (
+        "file,verdict,probability_pneumonia_pct,prevalence_assumed_pct,reading,error"
+    )
+    assert worklist_csv(rows).splitlines()[3] == "b.jpeg,,,,not scored,The file is empty."
+
+
+def test_example_images_offer_the_first_test_images_of_each_class(data_root: Path, tmp_path: Path) -> None:
+    from pneumo_core.worklist import example_images
+
+    examples = example_images(data_root)
+    normals = sorted((data_root / "test" / "NORMAL").iterdir())[:3]
+    pneumonias = sorted((data_root / "test" / "PNEUMONIA").iterdir())[:3]
+    assert examples == {
+        **{f"normal: {p.name}": p for p in normals},
+        **{f"pneumonia: {p.name}": p for p in pneumonias},
+    }
+    assert len(example_images(data_root, per_class=1)) == 2
+    assert example_images(None) == {} and example_images(tmp_path) == {}
