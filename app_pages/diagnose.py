@@ -32,6 +32,7 @@ if setting is not None:
     chosen = st.sidebar.slider(
         "Pneumonia prevalence in your setting (%)", 1, 99, setting.default_percent, key="prevalence", help=setting.help
     )
+    st.sidebar.caption(setting.caption)
     prevalence = setting.prevalence(chosen)
 
 if not files:

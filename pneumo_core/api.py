@@ -112,6 +112,14 @@ class PrevalenceSetting:
     def default_percent(self) -> int:
         return round(100 * self.calibrated_for)
 
+    @property
+    def caption(self) -> str:
+        """One visible line under the slider: what its default is and what moving it does."""
+        return (
+            f"{self.default_percent}% is the share of pneumonia among the validation patients the probabilities "
+            "are calibrated for. Set your own and each probability is restated for it; verdicts stay the same."
+        )
+
     def prevalence(self, chosen_percent: int) -> float:
         """The prevalence to state probabilities for: exactly the calibrated one at the default."""
         return self.calibrated_for if chosen_percent == self.default_percent else chosen_percent / 100

@@ -116,7 +116,11 @@ def test_prevalence_slider_reexpresses_the_probability_not_the_verdict(shipped: 
         return app.subheader[0].value, values["Probability of pneumonia"], values["Operating threshold"]
 
     verdict, probability, threshold = shown()
-    app.slider(key="prevalence").set_value(1).run()
+    slider = app.slider(key="prevalence")
+    explained = " ".join(c.value for c in app.sidebar.caption)
+    assert f"{slider.value}% is the share of pneumonia among the validation patients" in explained
+    assert "verdicts stay the same" in explained
+    slider.set_value(1).run()
     assert not app.exception
     verdict_low, probability_low, threshold_low = shown()
     assert verdict_low == verdict and probability_low < probability and threshold_low < threshold
