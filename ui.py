@@ -125,14 +125,20 @@ def follow_adaptation(job: api.AdaptJob) -> None:
     if rejected:
         with st.expander(f"{len(rejected)} files left out"):
             st.dataframe(rejected, hide_index=True, width="stretch")
-    if name != api.registry.default_name():
-        sure = st.checkbox(
-            f"I have compared the figures and want {name} as the default model for everyone using this app",
-            key="ad_sure",
-        )
-        if st.button(f"Make {name} the default model", key="ad_promote", disabled=not sure):
-            api.registry.set_default(name)
-            st.success(f"{name} is now the default model.")
+    promote(name, "ad")
+
+
+def promote(name: str, key: str) -> None:
+    """Make ``name`` the default model, only once the user has ticked that they compared the figures."""
+    if name == api.registry.default_name():
+        return
+    sure = st.checkbox(
+        f"I have compared the figures and want {name} as the default model for everyone using this app",
+        key=f"{key}_sure",
+    )
+    if st.button(f"Make {name} the default model", key=f"{key}_promote", disabled=not sure):
+        api.registry.set_default(name)
+        st.success(f"{name} is now the default model.")
 
 
 def worklist(rows: list[dict]) -> None:

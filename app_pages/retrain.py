@@ -105,14 +105,10 @@ if run_id:
     if status.state == "done" and (results := api.load_test_predictions(run_id)):
         default = registry.default_name()
         compared = {run_id: results, **({default: d} if (d := api.load_test_predictions(default)) else {})}
-        st.dataframe(
-            api.metric_table(compared, "validation") + api.metric_table(compared, "test"),
-            hide_index=True,
-            width="stretch",
-        )
-        if run_id != default and st.button(f"Make {run_id} the default model", key="rt_promote"):
-            registry.set_default(run_id)
-            st.success(f"{run_id} is now the default model.")
+        validation, test = api.metric_table(compared, "validation"), api.metric_table(compared, "test")
+        st.dataframe(validation + test, hide_index=True, width="stretch")
+        st.caption(api.comparison_note(validation, test))
+        ui.promote(run_id, "rt")
 
 with st.expander("Past runs"):
     st.dataframe(jobs.runs_table(), hide_index=True, width="stretch")

@@ -49,6 +49,7 @@ __all__ = [
     "TrainingConfig",
     "adapted_figures",
     "check_site",
+    "comparison_note",
     "data_dir",
     "example_images",
     "facts_line",
@@ -138,6 +139,18 @@ def prevalence_setting(classifier: Classifier) -> PrevalenceSetting | None:
         f"patients{test_share}. Set the share of pneumonia among the patients you image and each probability is "
         "re-expressed for it by Bayes' rule. Verdicts do not change: the threshold moves with the probabilities.",
     )
+
+
+def comparison_note(validation: list[dict[str, str]], test: list[dict[str, str]]) -> str:
+    """What the comparison table's sizes mean: each model's validation split is its own, the test
+    set is shared (rows from ``dashboard.metric_table``)."""
+    sizes = ", ".join(f"{row['model']} on {row['n']} images" for row in validation)
+    shared = {row["n"] for row in test}
+    note = f"Validation rows: each model scored on its own validation split ({sizes})"
+    note += ", so they are not a like-for-like comparison. " if len({r["n"] for r in validation}) > 1 else ". "
+    if len(shared) == 1 and len(test) > 1:
+        note += f"The test rows score every model on the same {shared.pop()} images."
+    return note
 
 
 def facts_line(prediction: Prediction) -> str:

@@ -212,6 +212,8 @@ def test_adapt_to_a_site_from_a_zip(browser_page, server: str, data_root: Path, 
 
 
 def test_retrain_tiny_run_to_completion(browser_page, server: str, shots: Path) -> None:
+    from playwright.sync_api import expect
+
     page = browser_page
     page.goto(f"{server}/retrain")
     page.get_by_role("heading", name="Retrain").wait_for()
@@ -220,8 +222,13 @@ def test_retrain_tiny_run_to_completion(browser_page, server: str, shots: Path) 
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("epoch", exact=False).first.wait_for(timeout=120_000)
     page.get_by_text("Finished.").wait_for(timeout=300_000)
-    page.get_by_text("Make run-").wait_for(timeout=60_000)
+    promote = page.get_by_role("button", name="Make run-")
+    promote.wait_for(timeout=60_000)
+    page.get_by_text("Validation rows: each model scored on its own validation split").wait_for()
+    expect(promote).to_be_disabled()  # one click is not enough to change every user's model
     page.screenshot(path=str(shots / "retrain.png"), full_page=True)
+    page.get_by_text("I have compared the figures").click()
+    expect(promote).to_be_enabled(timeout=30_000)
 
 
 def test_nothing_the_app_shows_needs_the_internet(browser_page, server: str) -> None:

@@ -272,3 +272,19 @@ def test_example_images_offer_the_first_test_images_of_each_class(data_root: Pat
     }
     assert len(example_images(data_root, per_class=1)) == 2
     assert example_images(None) == {} and example_images(tmp_path) == {}
+
+
+def test_the_comparison_says_which_rows_compare_like_for_like() -> None:
+    from pneumo_core.api import comparison_note
+
+    validation = [{"model": "run-1", "n": "64"}, {"model": "pneumonia-cnn-v3", "n": "686"}]
+    test = [{"model": "run-1", "n": "624"}, {"model": "pneumonia-cnn-v3", "n": "624"}]
+    assert comparison_note(validation, test) == (
+        "Validation rows: each model scored on its own validation split (run-1 on 64 images, pneumonia-cnn-v3 on "
+        "686 images), so they are not a like-for-like comparison. The test rows score every model on the same 624 "
+        "images."
+    )
+    assert (
+        comparison_note(validation[:1], test[:1])
+        == "Validation rows: each model scored on its own validation split (run-1 on 64 images). "
+    )
