@@ -28,7 +28,7 @@ if compare != "(none)" and (other := api.load_test_predictions(compare)) is not 
     st.caption(other.description)
 
 st.subheader("Metrics at each model's frozen operating threshold (95% bootstrap CIs)")
-st.dataframe(api.metric_table(models), hide_index=True, width="stretch")
+st.dataframe(api.metrics_by_row(api.metric_table(models)), hide_index=True, width="stretch")
 
 
 @st.fragment
@@ -53,6 +53,22 @@ def threshold_explorer() -> None:
     frozen = {n: plots.operating_point(m.y_true, m.y_prob, m.threshold) for n, m in models.items()}
     marker = plots.operating_point(primary.y_true, primary.y_prob, threshold)
     col2.plotly_chart(plots.roc_figure(curves, frozen, marker), key="eval_roc")
+    gallery(threshold)
+
+
+def gallery(threshold: float) -> None:
+    """The test images misclassified at the slider's threshold, with their Grad-CAM."""
+    data_dir = api.data_dir()
+    with st.expander(f"Misclassified test images at {threshold:.3f}, with Grad-CAM", expanded=False):
+        if not primary.on_official_test_set:
+            st.info(f"{name}'s predictions are of a site's images, not the dataset's test set: no gallery.")
+        elif data_dir is None:
+            st.info("Set PNEUMO_DATA to the dataset folder to see the misclassified images.")
+        elif st.toggle("Show (runs the model on up to 8 images)", key="eval_gallery"):
+            clf = ui.classifier(name)
+            columns = st.columns(4)
+            for i, item in enumerate(api.misclassified(primary, data_dir, clf, limit=8, threshold=threshold)):
+                columns[i % 4].image(item.image, caption=item.caption, width="stretch")
 
 
 threshold_explorer()
@@ -61,16 +77,4 @@ col1, col2 = st.columns(2)
 col1.plotly_chart(plots.pr_figure(curves), key="eval_pr")
 col2.plotly_chart(plots.calibration_figure(curves), key="eval_calibration")
 if primary.history:
-    st.plotly_chart(plots.training_curves_figure(primary.history), key="eval_history")
-
-data_dir = api.data_dir()
-with st.expander("Misclassified test images with Grad-CAM", expanded=False):
-    if not primary.on_official_test_set:
-        st.info(f"{name}'s predictions are of a site's images, not the dataset's test set: no gallery.")
-    elif data_dir is None:
-        st.info("Set PNEUMO_DATA to the dataset folder to see the misclassified images.")
-    elif st.toggle("Show (runs the model on up to 8 images)", key="eval_gallery"):
-        clf = ui.classifier(name)
-        columns = st.columns(4)
-        for i, item in enumerate(api.misclassified(primary, data_dir, clf, limit=8)):
-            columns[i % 4].image(item.image, caption=item.caption, width="stretch")
+    st.plotly_chart(plots.training_curves_figure(primary.history, primary.member_epochs), key="eval_history")

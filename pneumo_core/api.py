@@ -16,7 +16,7 @@ from .adapt import AdaptJob, SiteDataError, from_archive, from_folder
 from .classifier import Analysis, Classifier, Prediction
 from .config import TrainingConfig
 from .contract import CLASS_NAMES
-from .dashboard import ModelResults, load_test_predictions, metric_table, misclassified
+from .dashboard import ModelResults, load_test_predictions, metric_table, metrics_by_row, misclassified
 from .data import resolve_data_dir
 from .errors import InputError
 from .evaluation import threshold_metrics
@@ -60,6 +60,7 @@ __all__ = [
     "jobs",
     "load_test_predictions",
     "metric_table",
+    "metrics_by_row",
     "misclassified",
     "model_card",
     "new_model_name",

@@ -24,6 +24,8 @@ class ModelResults:
     test_report: dict[str, Any]
     validation_report: dict[str, Any] | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
+    member_epochs: list[int] = field(default_factory=list)
+    """Epochs each ensemble member ran, in order: ``history`` runs the members one after another."""
     kind: str = "official test set"
     """What the stored predictions are: the official test set, or a site's out-of-fold predictions."""
 
@@ -67,6 +69,7 @@ def load_test_predictions(name: str) -> ModelResults | None:
         test_report=metadata["test"],
         validation_report=metadata.get("validation"),
         history=metadata.get("history", {}),
+        member_epochs=list(metadata.get("member_epochs", [])),
         kind=metadata.get("evaluation_kind", "official test set"),
     )
 
@@ -88,16 +91,35 @@ def metric_table(models: dict[str, ModelResults], split: str = "test") -> list[d
     return rows
 
 
+METRIC_LABELS = {
+    "n": "images", "threshold": "threshold", "auc": "AUC", "accuracy": "accuracy", "sensitivity": "sensitivity",
+    "specificity": "specificity", "precision": "precision", "f1": "F1", "brier": "Brier score", "ece": "ECE",
+}  # fmt: skip
+
+
+def metrics_by_row(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``metric_table`` turned on its side: one row per metric, one column per model and split, so a
+    comparison stays narrow enough to read whole."""
+    return [
+        {"metric": label, **{f"{row['model']} ({row['split']})": row[key] for row in rows}}
+        for key, label in METRIC_LABELS.items()
+    ]
+
+
 @dataclass
 class GalleryItem:
     image: np.ndarray
     caption: str
 
 
-def misclassified(results: ModelResults, data_dir: Path, classifier: Any, limit: int = 8) -> list[GalleryItem]:
-    """The most confidently wrong test images, with their Grad-CAM overlay."""
-    wrong = np.flatnonzero((results.y_prob >= results.threshold).astype(int) != results.y_true)
-    order = wrong[np.argsort(-np.abs(results.y_prob[wrong] - results.threshold))]
+def misclassified(
+    results: ModelResults, data_dir: Path, classifier: Any, limit: int = 8, threshold: float | None = None
+) -> list[GalleryItem]:
+    """The most confidently wrong test images at ``threshold`` (the model's own by default), with
+    their Grad-CAM overlay."""
+    threshold = results.threshold if threshold is None else threshold
+    wrong = np.flatnonzero((results.y_prob >= threshold).astype(int) != results.y_true)
+    order = wrong[np.argsort(-np.abs(results.y_prob[wrong] - threshold))]
     items = []
     for index in order[:limit]:
         path = Path(data_dir) / results.paths[index]

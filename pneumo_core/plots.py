@@ -12,6 +12,8 @@ from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 from .evaluation import calibration_curve, threshold_metrics
 
 _LAYOUT = {"height": 380, "margin": {"l": 50, "r": 20, "t": 50, "b": 50}, "template": "plotly_white"}
+_LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.25, "xanchor": "left", "x": 0}
+"""Below the plot, where it cannot cover a second y axis's labels."""
 
 
 def confusion_matrix_figure(
@@ -108,8 +110,9 @@ def operating_point(y_true: np.ndarray, y_prob: np.ndarray, threshold: float) ->
     return 1.0 - at["specificity"], at["sensitivity"]
 
 
-def training_curves_figure(history: dict[str, Sequence[float]]) -> go.Figure:
-    """Loss and AUC per epoch, training and validation."""
+def training_curves_figure(history: dict[str, Sequence[float]], member_epochs: Sequence[int] = ()) -> go.Figure:
+    """Loss and AUC per epoch, training and validation. An ensemble's members trained one after
+    another: a dotted line marks where each starts."""
     fig = go.Figure()
     for key in ("loss", "val_loss", "auc", "val_auc"):
         if history.get(key):
@@ -119,9 +122,16 @@ def training_curves_figure(history: dict[str, Sequence[float]]) -> go.Figure:
                     x=epochs, y=list(history[key]), mode="lines+markers", name=key, yaxis="y2" if "auc" in key else "y"
                 )
             )
+    starts = np.cumsum([0, *member_epochs])[:-1] + 1 if len(member_epochs) > 1 else []
+    for member, start in enumerate(starts, start=1):
+        fig.add_vline(x=float(start) - 0.5, line={"dash": "dot", "color": "#888"})
+        fig.add_annotation(x=float(start) - 0.5, y=1.0, yref="paper", text=f"member {member}", showarrow=False,
+                           xanchor="left", yanchor="bottom", font={"size": 11, "color": "#555"})  # fmt: skip
+    title = "epoch (members one after another)" if len(starts) else "epoch"
     fig.update_layout(
-        title="Training curves", xaxis={"title": "epoch", "dtick": 1}, yaxis={"title": "loss"},
-        yaxis2={"title": "AUC", "overlaying": "y", "side": "right", "range": [0.5, 1.0]}, **_LAYOUT,
+        title="Training curves", xaxis={"title": title, "dtick": 1}, yaxis={"title": "loss"},
+        yaxis2={"title": "AUC", "overlaying": "y", "side": "right", "range": [0.5, 1.0]},
+        **{**_LAYOUT, "height": 420, "margin": {**_LAYOUT["margin"], "r": 60, "b": 110}}, legend=_LEGEND_BELOW,
     )  # fmt: skip
     return fig
 

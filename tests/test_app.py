@@ -136,6 +136,8 @@ def test_evaluation_dashboard_and_threshold_slider(shipped: None) -> None:
     assert not app.exception
     assert float(after["Sensitivity"].rstrip("%")) >= float(before["Sensitivity"].rstrip("%"))
     assert float(after["Specificity"].rstrip("%")) < float(before["Specificity"].rstrip("%"))
+    assert any(e.label.startswith("Misclassified test images at 0.050") for e in app.expander)  # follows it
+    assert app.dataframe[0].value.columns[0] == "metric"  # metrics as rows: narrow enough to read whole
 
 
 def test_evaluation_without_predictions_warns(use_tiny_registry: Path) -> None:

@@ -288,3 +288,54 @@ def test_the_comparison_says_which_rows_compare_like_for_like() -> None:
         comparison_note(validation[:1], test[:1])
         == "Validation rows: each model scored on its own validation split (run-1 on 64 images). "
     )
+
+
+def test_the_gallery_follows_the_threshold_it_is_given(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pneumo_core.dashboard import ModelResults, misclassified
+
+    results = ModelResults(
+        "m", np.array([1, 1, 0, 0]), np.array([0.52, 0.56, 0.2, 0.4]), ["a.jpeg", "b.jpeg", "c.jpeg", "d.jpeg"],
+        0.83, ("NORMAL", "PNEUMONIA"), {},
+    )  # fmt: skip
+    seen = []
+    stub = SimpleNamespace(
+        analyze=lambda path: (
+            seen.append(path.name)
+            or SimpleNamespace(pixels=np.zeros((8, 8), np.uint8), heatmap=np.zeros((8, 8), np.float32))
+        )
+    )
+    at_own = misclassified(results, tmp_path, stub)  # at 0.83 both pneumonias are missed, the closest last
+    assert [item.caption for item in at_own] == [
+        "a.jpeg: true PNEUMONIA, P(pneumonia) 52%", "b.jpeg: true PNEUMONIA, P(pneumonia) 56%",
+    ]  # fmt: skip
+    assert [item.caption for item in misclassified(results, tmp_path, stub, threshold=0.3)] == [
+        "d.jpeg: true NORMAL, P(pneumonia) 40%"
+    ]
+    assert misclassified(results, tmp_path, stub, threshold=0.5) == []
+
+
+def test_metrics_turned_on_their_side_keep_every_value() -> None:
+    from pneumo_core.dashboard import metrics_by_row
+
+    rows = [
+        {"model": "a", "split": "test", "n": "624", "threshold": "0.830", "auc": "0.963 (0.950-0.975)",
+         "accuracy": "x", "sensitivity": "x", "specificity": "x", "precision": "x", "f1": "x", "brier": "0.1",
+         "ece": "0.2"},
+    ]  # fmt: skip
+    table = metrics_by_row(rows)
+    assert [r["metric"] for r in table][:3] == ["images", "threshold", "AUC"] and len(table) == 10
+    assert table[2] == {"metric": "AUC", "a (test)": "0.963 (0.950-0.975)"}
+
+
+def test_training_curves_mark_where_each_member_starts() -> None:
+    from pneumo_core.plots import training_curves_figure
+
+    history = {"loss": [1, 0.8, 0.9, 0.7, 0.6], "val_auc": [0.9, 0.95, 0.9, 0.93, 0.96]}
+    fig = training_curves_figure(history, member_epochs=[2, 3])
+    assert [shape.x0 for shape in fig.layout.shapes] == [0.5, 2.5]
+    assert [a.text for a in fig.layout.annotations] == ["member 1", "member 2"]
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0  # below, off the AUC axis
+    single = training_curves_figure(history, member_epochs=[5])
+    assert not single.layout.shapes and single.layout.xaxis.title.text == "epoch"
