@@ -343,3 +343,100 @@ def test_the_decoding_limits_are_the_documented_ones() -> None:
     with pytest.raises(InputError) as at_limit:
         decode(b"\xff\xd8\xff" + b"\x00" * (50_000_000 - 3))  # exactly 50 MB: read, then damaged
     assert at_limit.value.code != "too_large"
+
+
+# --- every refusal with its code and the exact words a user reads -------------------------------
+
+
+def _refusal(source) -> tuple[str, str]:
+    with pytest.raises(InputError) as info:
+        decode(source)
+    return info.value.code, info.value.message
+
+
+def test_each_refusal_says_exactly_what_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / "scans").mkdir()
+    expected = {
+        "list": (["a"], "unsupported_input", "Cannot read an image from a list."),
+        "missing": (tmp_path / "gone.png", "not_found", "File not found: gone.png."),
+        "folder": (tmp_path / "scans", "is_directory", "scans is a folder, not an image file."),
+        "empty": (b"", "empty", "The file is empty (0 bytes). Upload the image again."),
+        "text": (
+            b"hello",
+            "unsupported_format",
+            "This file is not a JPEG, PNG or DICOM image (its content was not recognised). "
+            "Export the X-ray as JPEG, PNG or DICOM.",
+        ),
+        "png": (b"\x89PNG\r\n\x1a\n" + b"\x00" * 50, "corrupt", "The PNG file is damaged or incomplete and cannot be read."),
+        "bomb": (
+            _png_header_only(8000, 8000),
+            "too_many_pixels",
+            "The image declares more than 60 million pixels, far beyond any radiograph; it was refused without "
+            "decoding. Export it at a normal resolution.",
+        ),
+        "thumbnail": (
+            np.zeros((63, 200), np.uint8),
+            "too_small",
+            "The image is 200x63 px; at least 64 px on each side is needed to read a chest X-ray. Upload the "
+            "original image, not a thumbnail.",
+        ),
+        "4-D": (np.zeros((2, 64, 64, 1)), "bad_array", "Expected an H x W or H x W x 1/3/4 array, got shape (2, 64, 64, 1)."),
+        "2 channels": (np.zeros((64, 64, 2)), "bad_array", "Expected an H x W or H x W x 1/3/4 array, got shape (64, 64, 2)."),
+        "strings": (np.full((64, 64), "a"), "bad_array", "Expected a numeric image array, got dtype <U1."),
+        "NaN": (np.full((64, 64), np.nan), "bad_values", "The image contains invalid (NaN or infinite) pixel values."),
+    }  # fmt: skip
+    for name, (source, code, message) in expected.items():
+        assert _refusal(source) == (code, message), name
+
+
+def test_a_file_of_exactly_the_limit_is_read_and_one_byte_more_is_not(tmp_path: Path) -> None:
+    at_limit = tmp_path / "at.jpeg"
+    with at_limit.open("wb") as handle:
+        handle.write(b"\xff\xd8\xff")
+        handle.truncate(50_000_000)
+    assert _refusal(at_limit)[0] == "corrupt"  # read, then found damaged
+    with at_limit.open("ab") as handle:
+        handle.write(b"\x00")
+    assert _refusal(at_limit) == (
+        "too_large",
+        "The file is 50.0 MB; the limit is 50 MB (50,000,000 bytes). Export the image at a lower resolution or "
+        "as JPEG/PNG.",
+    )
+
+
+def test_what_a_decoded_image_says_about_itself(radiograph: np.ndarray) -> None:
+    from pneumo_core.imaging import DecodedImage
+
+    bare = DecodedImage(radiograph, "array", 10, 10)
+    assert bare.facts == {} and bare.colorfulness == 0.0
+    png = decode(encode(radiograph, "PNG"))
+    assert (png.format, png.width, png.height) == ("PNG", radiograph.shape[1], radiograph.shape[0])
+    assert png.facts == {"format": "PNG", "mode": "L", "width": radiograph.shape[1], "height": radiograph.shape[0]}
+    assert png.colorfulness == 0.0
+    smallest = decode(np.tile(np.arange(64, dtype=np.uint8), (64, 1)))  # 64 px on each side is enough
+    assert smallest.facts == {"format": "array"} and smallest.pixels.shape == (64, 64)
+
+
+def test_colorfulness_by_hand() -> None:
+    from pneumo_core.imaging import colorfulness
+
+    assert colorfulness(np.full((8, 8), 90, np.uint8)) == 0.0 and colorfulness(np.full((8, 8, 3), 90)) == 0.0
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 200  # rg = 200 and yb = 100 everywhere: no spread, 0.3 x the length of the mean
+    assert colorfulness(red) == pytest.approx(0.3 * np.hypot(200, 100))
+    assert colorfulness(red.astype(np.uint16) * 257) == pytest.approx(
+        0.3 * np.hypot(255, 127.5), rel=1e-5
+    )  # 16-bit: max read as 255
+    halves = np.zeros((8, 8, 3), np.uint8)
+    halves[:, :4, 0] = 200  # half red, half black: rg and yb spread with standard deviation 100 and 50
+    assert colorfulness(halves) == pytest.approx(np.hypot(100, 50) + 0.3 * np.hypot(100, 50))
+
+
+def test_high_bit_depth_and_float_images_are_stretched_linearly() -> None:
+    from pneumo_core.imaging import rescale_to_uint8
+
+    np.testing.assert_array_equal(rescale_to_uint8(np.array([0, 1000, 4000])), [0, 64, 255])
+    np.testing.assert_array_equal(rescale_to_uint8(np.array([-1.0, 0.0, 1.0])), [0, 128, 255])
+    np.testing.assert_array_equal(rescale_to_uint8(np.full(3, 7.0)), [0, 0, 0])
+    one_channel = np.tile(np.arange(64, dtype=np.uint16)[None, :, None] * 1000, (64, 1, 1))
+    np.testing.assert_array_equal(decode(one_channel).pixels[0, :3], [0, 4, 8])
