@@ -13,7 +13,10 @@ import streamlit as st
 from pneumo_core import api
 
 MODEL_KEY = "model_name"
-MAX_CACHED_ANALYSES = 100
+DISPLAY_SIDE = 1024
+"""Images and heatmaps are kept and drawn no larger than this (the page shows them at about 700 px)."""
+MAX_CACHED_BYTES = 150_000_000
+"""One session's cached analyses (1-5 MB each at display size) stay under this."""
 
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=4)
@@ -63,12 +66,16 @@ def analyze_cached(data: bytes) -> api.Analysis | api.InputError:
     store = st.session_state.setdefault("analyses", {})
     if key not in store:
         try:
-            store[key] = clf.analyze(data)
+            store[key] = clf.analyze(data, display_side=DISPLAY_SIDE)
         except api.InputError as error:
             store[key] = error
-        while len(store) > MAX_CACHED_ANALYSES:
-            store.pop(next(iter(store)))  # oldest first: memory stays bounded
+        while len(store) > 1 and cached_bytes(store) > MAX_CACHED_BYTES:
+            store.pop(next(iter(store)))  # oldest first: the session's memory stays bounded
     return store[key]
+
+
+def cached_bytes(store: dict) -> int:
+    return sum(getattr(result, "nbytes", 1_000) for result in store.values())
 
 
 def site_check_cached(images: list[tuple[str, api.ImageSource]]) -> api.SiteCheck | str:

@@ -45,11 +45,17 @@ class Prediction:
 
 @dataclass
 class Analysis:
-    """A verdict with its Grad-CAM heatmap (float32 H x W in [0, 1] at the decoded image's size)."""
+    """A verdict with its Grad-CAM heatmap (float32 H x W in [0, 1]) and the grayscale image it lies
+    over, at the same size: the decoded image's, or a display size (``Classifier.analyze``)."""
 
     prediction: Prediction
     heatmap: np.ndarray
     pixels: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the arrays hold (for caches bounded by size)."""
+        return int(self.heatmap.nbytes + self.pixels.nbytes)
 
 
 class Classifier:
@@ -145,16 +151,25 @@ class Classifier:
         logits, embeddings = self.network.outputs(model_input[None])
         return self._prediction(float(logits[0]), embeddings[0], decoded)
 
-    def analyze(self, image: ImageSource | DecodedImage) -> Analysis:
-        """Verdict and Grad-CAM from one forward and one backward pass."""
+    def analyze(self, image: ImageSource | DecodedImage, display_side: int | None = None) -> Analysis:
+        """Verdict and Grad-CAM from one forward and one backward pass.
+
+        The verdict always comes from the full image. With ``display_side``, the image and its
+        heatmap are returned no larger than that on their longer side (for a screen: a fraction of
+        the memory and of the work of up-sampling and encoding); otherwise the heatmap is at the
+        image's own resolution.
+        """
         from .gradcam import heatmap
 
         model_input, decoded = self.prepare(image)
         logits, cams, embeddings = self._explainer.explain(model_input[None])
         prediction = self._prediction(float(logits[0]), embeddings[0], decoded)
-        return Analysis(
-            prediction, heatmap(cams[0], decoded.height, decoded.width, self.contract.frame_scale), decoded.pixels
-        )
+        if display_side is None:
+            height, width, pixels = decoded.height, decoded.width, decoded.pixels
+        else:
+            pixels = _fit_within(decoded.pixels, display_side)
+            height, width = pixels.shape[:2]
+        return Analysis(prediction, heatmap(cams[0], height, width, self.contract.frame_scale), pixels)
 
     def gradcam(self, image: ImageSource | DecodedImage) -> np.ndarray:
         """Grad-CAM for the predicted class: float32 H x W in [0, 1] at the image's resolution."""
@@ -193,3 +208,16 @@ class Classifier:
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for prepared inputs ``(N, S, S, 1)``, without the input gate."""
         return sigmoid(self.network.outputs(model_inputs)[0], self.contract.temperature)
+
+
+def _fit_within(pixels: np.ndarray, side: int) -> np.ndarray:
+    """``pixels`` shrunk (area-averaged) so that the longer side is at most ``side``."""
+    import cv2
+
+    height, width = pixels.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1:
+        return pixels
+    return cv2.resize(
+        pixels, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+    )

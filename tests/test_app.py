@@ -246,3 +246,25 @@ def test_retrain_adapts_to_a_site_from_a_zip_and_asks_before_making_it_default(
     app.checkbox(key="ad_sure").check().run()
     app.button(key="ad_promote").click().run()
     assert (models / "DEFAULT").read_text().strip() == job.out.name
+
+
+def test_a_sessions_cache_is_bounded_by_bytes_and_holds_display_sized_images(
+    use_tiny_registry: Path, no_data: None, data_root: Path, full_size_image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ui
+
+    app = page("diagnose").run()
+    app.get("file_uploader")[0].set_value(("full.jpeg", full_size_image.read_bytes(), "image/jpeg"))
+    app.run()
+    (analysis,) = app.session_state["analyses"].values()
+    assert (
+        max(analysis.pixels.shape)
+        <= ui.DISPLAY_SIDE
+        < max(analysis.prediction.facts["width"], analysis.prediction.facts["height"])
+    )
+    monkeypatch.setattr(ui, "MAX_CACHED_BYTES", analysis.nbytes + 1)
+    others = sorted((data_root / "test" / "NORMAL").iterdir())[:3]
+    app.get("file_uploader")[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in others])
+    app.run()
+    assert not app.exception
+    assert ui.cached_bytes(app.session_state["analyses"]) <= analysis.nbytes + 1  # oldest dropped first

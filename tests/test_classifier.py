@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -153,3 +154,15 @@ def test_gradcam_lights_up_what_drives_the_verdict(decision_logit: float, hot_ha
     cam = heatmap(cams[0], 8, 8)
     left, right = cam[:, :4].mean(), cam[:, 4:].mean()
     assert (left, right) == ((1.0, 0.0) if hot_half == "left" else (0.0, 1.0))
+
+
+def test_analysis_for_a_screen_is_small_and_says_the_same(tiny_classifier: Classifier, full_size_image: Path) -> None:
+    full = tiny_classifier.analyze(full_size_image)
+    shown = tiny_classifier.analyze(full_size_image, display_side=300)
+    assert shown.prediction == full.prediction  # the verdict always comes from the whole image
+    assert max(shown.pixels.shape) == 300 and shown.heatmap.shape == shown.pixels.shape
+    assert shown.nbytes < full.nbytes / 10
+    shrunk = cv2.resize(full.heatmap, shown.heatmap.shape[::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(shrunk - shown.heatmap).mean() < 0.02  # the same map, drawn smaller
+    small = tiny_classifier.analyze(np.tile(np.arange(200, dtype=np.uint8), (180, 1)), display_side=300)
+    assert small.pixels.shape == (180, 200)  # never enlarged
