@@ -12,6 +12,20 @@ import streamlit as st
 
 from pneumo_core import api
 
+
+def _leave_keras_alone() -> None:
+    """After every script run Streamlit calls ``keras.backend.clear_session()`` (for apps that build
+    a model in the script) and collects garbage. This app loads its models once per process and
+    adapts models in a background thread: the clearing cost two full garbage collections per rerun
+    (about as much CPU as the model's verdict and Grad-CAM) and could pull Keras' global state from
+    under a running adaptation. Streamlit's after-run cleanup is told to leave Keras alone (it has no
+    setting for this); .streamlit/config.toml turns the extra collection off."""
+    from streamlit.runtime.scriptrunner import script_runner
+
+    script_runner._clean_problem_modules = lambda: None
+
+
+_leave_keras_alone()
 MODEL_KEY = "model_name"
 DISPLAY_SIDE = 1024
 """Images and heatmaps are kept and drawn no larger than this (the page shows them at about 700 px)."""

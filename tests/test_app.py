@@ -89,7 +89,7 @@ def test_opacity_slider_does_not_rerun_the_model(
 
     calls = []
     original = Classifier.analyze
-    monkeypatch.setattr(Classifier, "analyze", lambda self, image: calls.append(1) or original(self, image))
+    monkeypatch.setattr(Classifier, "analyze", lambda self, image, **kw: calls.append(1) or original(self, image, **kw))
     app = page("diagnose").run()
     app.get("file_uploader")[0].set_value(("chest.jpeg", normal_image.read_bytes(), "image/jpeg"))
     app.run()
@@ -268,3 +268,21 @@ def test_a_sessions_cache_is_bounded_by_bytes_and_holds_display_sized_images(
     app.run()
     assert not app.exception
     assert ui.cached_bytes(app.session_state["analyses"]) <= analysis.nbytes + 1  # oldest dropped first
+
+
+def test_streamlit_leaves_keras_state_alone_between_reruns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit clears Keras after every script run unless told not to: two full garbage collections
+    per rerun, and Keras' global state pulled from under a running adaptation."""
+    import tomllib
+
+    import keras
+    from streamlit.runtime.scriptrunner import script_runner
+
+    import ui  # noqa: F401  (importing it is what tells Streamlit)
+
+    cleared = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: cleared.append(1))
+    script_runner._clean_problem_modules()
+    assert cleared == []
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
