@@ -188,7 +188,7 @@ def test_bootstrap_intervals_have_the_stated_coverage_and_use_every_image() -> N
     p = rng.normal(0, 1, 2000)
     low, high = bootstrap_ci(y, p, lambda t, s: {"mean": float(np.mean(s))}, n_resamples=2000)["mean"]
     half_width = 1.96 * p.std() / np.sqrt(p.size)  # the normal-theory 95% interval of a mean
-    assert (high - low) / 2 == pytest.approx(half_width, rel=0.1) and low < p.mean() < high
+    assert (high - low) / 2 == pytest.approx(half_width, rel=0.05) and low < p.mean() < high
     # the first image is resampled like any other: an interval of the maximum reaches it
     extreme = np.r_[100.0, p[1:20]]
     assert bootstrap_ci(y[:20], extreme, lambda t, s: {"max": float(np.max(s))})["max"][1] == 100.0
@@ -197,7 +197,15 @@ def test_bootstrap_intervals_have_the_stated_coverage_and_use_every_image() -> N
     few_positives = np.r_[1, np.zeros(19, int)]
     bootstrap_ci(few_positives, p[:20], lambda t, s: calls.append(1) or {"n": 1.0})
     assert 550 < len(calls) < 720  # about 1 - (19/20)^20 = 64% of 1000 resamples hold the positive
+
     # the defaults: 1000 resamples, seed 0
+    def counted(calls: list) -> object:
+        return lambda t, s: calls.append(1) or {"mean": float(np.mean(s))}
+
+    by_default, thousand = [], []
+    bootstrap_ci(Y, P, counted(by_default))
+    bootstrap_ci(Y, P, counted(thousand), n_resamples=1000, seed=0)
+    assert len(by_default) == len(thousand) > 950  # a few resamples hold one class only
     stat = lambda t, s: {"mean": float(np.mean(s))}  # noqa: E731
     assert bootstrap_ci(Y, P, stat) == bootstrap_ci(Y, P, stat, n_resamples=1000, seed=0)
     assert bootstrap_ci(Y, P, stat) != bootstrap_ci(Y, P, stat, n_resamples=1000, seed=1)
@@ -245,3 +253,17 @@ def test_sigmoid_with_temperature_and_without_overflow() -> None:
     assert sigmoid(0.0) == 0.5 and sigmoid(2.0, temperature=2.0) == pytest.approx(1 / (1 + np.exp(-1.0)))
     with np.errstate(over="raise"):
         np.testing.assert_array_equal(sigmoid(np.array([-1e4, 1e4])), [0.0, 1.0])
+
+
+def test_log_losses_clip_certain_mistakes_at_1e7() -> None:
+    """A probability of exactly 0 or 1 on the wrong side costs -log(1e-7), not infinity."""
+    cost = -np.log(1e-7)
+    report = evaluate([0, 1, 1], [1.0, 1.0, 0.5], threshold=0.5, n_resamples=10)
+    assert report["log_loss"] == pytest.approx((cost + -np.log(1 - 1e-7) + np.log(2)) / 3, rel=1e-6)
+    assert evaluate([1, 0, 0], [0.0, 0.0, 0.5], threshold=0.5, n_resamples=10)["log_loss"] == pytest.approx(
+        (cost + -np.log(1 - 1e-7) + np.log(2)) / 3, rel=1e-6
+    )
+    # logits far beyond what any temperature within its bounds can soften: two sure mistakes of four
+    temperature, _, loss = temperature_scaled(np.array([0, 1, 0, 1]), np.array([1000.0, 1000.0, -1000.0, -1000.0]))
+    assert temperature == pytest.approx(20.0, rel=1e-3)
+    assert loss == pytest.approx((2 * cost + 2 * -np.log(1 - 1e-7)) / 4, rel=1e-6)
