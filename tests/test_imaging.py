@@ -440,3 +440,47 @@ def test_high_bit_depth_and_float_images_are_stretched_linearly() -> None:
     np.testing.assert_array_equal(rescale_to_uint8(np.full(3, 7.0)), [0, 0, 0])
     one_channel = np.tile(np.arange(64, dtype=np.uint16)[None, :, None] * 1000, (64, 1, 1))
     np.testing.assert_array_equal(decode(one_channel).pixels[0, :3], [0, 4, 8])
+
+
+def test_colour_files_are_read_in_rgb_order(tmp_path: Path) -> None:
+    """OpenCV reads PNG as BGR and Pillow reads JPEG as RGB: either way red is red."""
+    from pneumo_core.imaging import colorfulness
+
+    red = np.zeros((96, 96, 3), np.uint8)
+    red[..., 0] = 200
+    for kind in ("PNG", "JPEG"):
+        buffer = io.BytesIO()
+        Image.fromarray(red).save(buffer, format=kind, quality=100)
+        decoded = decode(buffer.getvalue())
+        assert abs(int(decoded.pixels[48, 48]) - round(0.299 * 200)) <= 2, kind  # luma of red, not of blue
+        assert decoded.colorfulness == pytest.approx(colorfulness(red), rel=0.05), kind
+        assert decoded.facts["mode"] == "RGB"
+
+
+def test_colorfulness_samples_a_thumbnail_of_about_128_px() -> None:
+    from pneumo_core.imaging import colorfulness
+
+    stripes = np.zeros((256, 256, 3), np.uint8)
+    stripes[:, ::2, 0] = 200  # red and black columns in turn: every other pixel of a 256 px image is read
+    assert colorfulness(stripes) == pytest.approx(0.3 * np.hypot(200, 100))  # only the red columns
+    narrow = stripes[:200, :200]  # under 256 px: every pixel is read, red and black alike
+    assert colorfulness(narrow) == pytest.approx(1.3 * np.hypot(100, 50))
+
+
+def test_large_jpegs_are_decoded_at_a_reduced_scale_that_keeps_512_px(tmp_path: Path) -> None:
+    gradient = np.tile(np.linspace(0, 255, 1024, dtype=np.uint8), (2048, 1))  # 1024 wide, 2048 tall
+    buffer = io.BytesIO()
+    Image.fromarray(gradient).save(buffer, format="JPEG", quality=95)
+    decoded = decode(buffer.getvalue())
+    assert decoded.pixels.shape == (1024, 512)  # read at 1/2: the short side stays >= 512
+    assert (decoded.width, decoded.height) == (1024, 2048) and decoded.facts["mode"] == "L"
+    just_under = np.ascontiguousarray(gradient[:1022, :1022])  # short side below 2 x 512: read whole
+    buffer = io.BytesIO()
+    Image.fromarray(just_under).save(buffer, format="JPEG", quality=95)
+    assert decode(buffer.getvalue()).pixels.shape == (1022, 1022)
+
+
+def test_exactly_the_pixel_limit_is_not_a_bomb() -> None:
+    with pytest.raises(InputError) as info:
+        decode(_png_header_only(8000, 7500))  # 60,000,000 pixels: past the limit check, then damaged
+    assert info.value.code != "too_many_pixels"
