@@ -41,7 +41,7 @@ MODULES: dict[str, list[str]] = {
     "gate": ["tests/test_gate.py"],
     "registry": ["tests/test_registry.py"],
     "worklist": ["tests/test_pages_data.py"],
-    "render": ["tests/test_pages_data.py", "tests/test_imaging.py"],
+    "render": ["tests/test_pages_data.py"],
 }
 
 
