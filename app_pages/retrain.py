@@ -106,7 +106,7 @@ if run_id:
         default = registry.default_name()
         compared = {run_id: results, **({default: d} if (d := api.load_test_predictions(default)) else {})}
         validation, test = api.metric_table(compared, "validation"), api.metric_table(compared, "test")
-        st.dataframe(validation + test, hide_index=True, width="stretch")
+        st.dataframe(api.metrics_by_row(validation + test), hide_index=True, width="stretch")
         st.caption(api.comparison_note(validation, test))
         ui.promote(run_id, "rt")
 

@@ -151,6 +151,9 @@ def comparison_note(validation: list[dict[str, str]], test: list[dict[str, str]]
     note += ", so they are not a like-for-like comparison. " if len({r["n"] for r in validation}) > 1 else ". "
     if len(shared) == 1 and len(test) > 1:
         note += f"The test rows score every model on the same {shared.pop()} images."
+    elif len(shared) > 1:
+        sizes = ", ".join(f"{row['model']} on {row['n']} images" for row in test)
+        note += f"Test rows: {sizes}, so not the same images either."
     return note
 
 

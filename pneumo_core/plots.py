@@ -128,8 +128,10 @@ def training_curves_figure(history: dict[str, Sequence[float]], member_epochs: S
         fig.add_annotation(x=float(start) - 0.5, y=1.0, yref="paper", text=f"member {member}", showarrow=False,
                            xanchor="left", yanchor="bottom", font={"size": 11, "color": "#555"})  # fmt: skip
     title = "epoch (members one after another)" if len(starts) else "epoch"
+    epochs_run = max((len(v) for v in history.values()), default=0)
     fig.update_layout(
-        title="Training curves", xaxis={"title": title, "dtick": 1}, yaxis={"title": "loss"},
+        title="Training curves", xaxis={"title": title, "dtick": 1, "range": [0.5, epochs_run + 0.5]},
+        yaxis={"title": "loss"},
         yaxis2={"title": "AUC", "overlaying": "y", "side": "right", "range": [0.5, 1.0]},
         **{**_LAYOUT, "height": 420, "margin": {**_LAYOUT["margin"], "r": 60, "b": 110}}, legend=_LEGEND_BELOW,
     )  # fmt: skip

@@ -20,7 +20,9 @@ def test_every_benchmark_takes_the_projects_dataset_default(monkeypatch) -> None
     parser = argparse.ArgumentParser()
     add_data_argument(parser)
     assert parser.parse_args([]).data == ROOT / "data" / "chest_xray"
-    scripts = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name not in ("common.py", "__init__.py"))
+    # these two edit code in a scratch copy and run the tests, which read the committed fixture only
+    no_dataset = ("common.py", "__init__.py", "mutation.py", "planted_bugs.py")
+    scripts = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name not in no_dataset)
     assert len(scripts) >= 6
     for script in scripts:
         text = script.read_text()

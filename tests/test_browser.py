@@ -124,7 +124,7 @@ def test_diagnose_upload_full_resolution(browser_page, server: str, full_size_im
     assert "%" in page.get_by_test_id("stMetricValue").first.inner_text()
     page.get_by_text("Grad-CAM: regions that drove the verdict").wait_for()
     assert page.locator("[data-testid=stImage] img").count() >= 2
-    snap(page, shots / "diagnose.png", 2000)
+    snap(page, shots / "diagnose.png", 1300)
 
 
 def test_a_file_name_is_shown_as_written_never_as_markdown(browser_page, server: str, normal_image: Path) -> None:
@@ -170,7 +170,7 @@ def test_evaluation_dashboards(browser_page, server: str, shots: Path) -> None:
     svg_text = " ".join(page.locator(".js-plotly-plot .gtitle").all_text_contents())
     assert "Confusion matrix" in svg_text and "ROC curve" in svg_text, svg_text
     assert "Sensitivity" in text
-    snap(page, shots / "evaluation.png", 2900)
+    snap(page, shots / "evaluation.png", 2300)
 
 
 def test_site_check_of_a_zip(browser_page, server: str, data_root: Path, shots: Path, tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_site_check_of_a_zip(browser_page, server: str, data_root: Path, shots: 
     svg_text = " ".join(page.locator(".js-plotly-plot .gtitle").all_text_contents())
     assert "Site images against the reference" in svg_text and "Atypicality" in svg_text, svg_text
     assert page.locator("[data-testid=stImage] img").count() == 10
-    snap(page, shots / "site.png")
+    snap(page, shots / "site.png", 1900)
 
 
 def test_adapt_to_a_site_from_a_zip(browser_page, server: str, data_root: Path, tmp_path: Path) -> None:
@@ -235,7 +235,7 @@ def test_retrain_tiny_run_to_completion(browser_page, server: str, shots: Path) 
     promote.wait_for(timeout=60_000)
     page.get_by_text("Validation rows: each model scored on its own validation split").wait_for()
     expect(promote).to_be_disabled()  # one click is not enough to change every user's model
-    snap(page, shots / "retrain.png", 2000)
+    snap(page, shots / "retrain.png", 1700)
     page.get_by_text("I have compared the figures").click()
     expect(promote).to_be_enabled(timeout=30_000)
 

@@ -284,6 +284,9 @@ def test_the_comparison_says_which_rows_compare_like_for_like() -> None:
         "686 images), so they are not a like-for-like comparison. The test rows score every model on the same 624 "
         "images."
     )
+    assert comparison_note(validation, [test[0], {"model": "pneumonia-cnn-v3", "n": "24"}]).endswith(
+        "Test rows: run-1 on 624 images, pneumonia-cnn-v3 on 24 images, so not the same images either."
+    )
     assert (
         comparison_note(validation[:1], test[:1])
         == "Validation rows: each model scored on its own validation split (run-1 on 64 images). "
