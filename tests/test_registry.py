@@ -28,7 +28,7 @@ def test_broken_folder_is_skipped_and_explained(copy_registry: Path) -> None:
     broken.mkdir()
     (broken / "model.keras").write_bytes(b"garbage")
     (broken / "metadata.json").write_text("{not json")
-    assert "broken" not in [m.name for m in registry.list_models()]
+    assert [m.name for m in registry.list_models()] == ["tiny"]  # skipped, and the listing goes on past it
     with pytest.raises(ModelLoadError, match="unreadable"):
         Classifier.load("broken")
 
@@ -86,12 +86,16 @@ def test_a_model_folder_is_staged_and_takes_its_name_only_when_complete(copy_reg
     final = copy_registry / "fresh"
     seen = []
 
+    staged = []
+
     def writer(path: Path) -> None:
+        staged.append(path.parent.name)
         seen.append((path.parent != final, final.exists()))
         path.write_bytes(b"weights")
 
     registry.save_model_folder(final, {"model.keras": writer}, metadata, [], "# card\n")
     assert seen == [(True, False)]  # written elsewhere, while the final name did not exist yet
+    assert staged[0].startswith(".fresh.")  # a hidden folder: never listed, never mistaken for a model
     assert (final / "model.keras").read_bytes() == b"weights" and (final / "MODEL_CARD.md").exists()
 
 
@@ -103,10 +107,14 @@ def test_set_default_points_at_the_model_and_replaces_the_pointer_atomically(
     shutil.copytree(copy_registry / "tiny", copy_registry / "other")
     replaced = []
     real_replace = os.replace
-    monkeypatch.setattr(os, "replace", lambda a, b: replaced.append(Path(b).name) or real_replace(a, b))
+    sources = []
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: sources.append(Path(a).name) or replaced.append(Path(b).name) or real_replace(a, b)
+    )
     registry.set_default("other")
     assert registry.default_name() == "other" and (copy_registry / "DEFAULT").read_text() == "other\n"
     assert replaced == ["DEFAULT"]  # a whole new file renamed over the old one, never a partial write
+    assert sources[0].startswith(".DEFAULT.")  # written under a hidden temporary name first
 
 
 # --- names, resolution, listing and files, pinned by hand --------------------------------------
@@ -163,14 +171,14 @@ def test_unreadable_metadata_says_what_is_wrong(copy_registry: Path) -> None:
 
 def test_listing_puts_the_default_first_then_the_newest(copy_registry: Path) -> None:
     base = json.loads((copy_registry / "tiny" / "metadata.json").read_text())
-    for name, created in (("old", 100.0), ("new", 300.0), ("mid", 200.0)):
+    for name, created in (("a-old", 100.0), ("z-new", 300.0), ("mid", 200.0)):
         shutil.copytree(copy_registry / "tiny", copy_registry / name)
         (copy_registry / name / "metadata.json").write_text(json.dumps({**base, "created_unix": created}))
     (copy_registry / ".staging").mkdir()  # hidden folders and stray files are not models
     (copy_registry / "notes.txt").write_text("x")
     registry.set_default("mid")
     listed = registry.list_models()
-    assert [m.name for m in listed][:3] == ["mid", "new", "old"] and "tiny" in [m.name for m in listed]
+    assert [m.name for m in listed][:3] == ["mid", "z-new", "a-old"] and "tiny" in [m.name for m in listed]
     assert [m.is_default for m in listed] == [True] + [False] * (len(listed) - 1)
 
 
@@ -200,7 +208,7 @@ def test_saving_over_a_model_replaces_every_file_and_leaves_nothing_behind(copy_
     assert (folder / "MODEL_CARD.md").read_text() == "# new card\n"
     assert (folder / "test_predictions.csv").read_text().splitlines() == ["path,label,probability_pneumonia"]
     assert sorted(p.name for p in copy_registry.iterdir()) == ["DEFAULT", "tiny"]  # no staging, no .old
-    with pytest.raises(TypeError, match="cannot serialise object"):
+    with pytest.raises(TypeError, match=r"^cannot serialise object$"):
         registry.save_model_folder(folder, {}, {"contract": {}, "bad": object()}, [], "")
     assert (folder / "model.keras").read_bytes() == b"new"
 
@@ -220,3 +228,44 @@ def test_the_default_pointer_can_be_written_into_a_new_registry(tmp_path: Path, 
     monkeypatch.setenv("PNEUMO_MODELS", str(tmp_path / "new" / "models"))
     registry._atomic_write_text(registry.models_dir() / registry.DEFAULT_POINTER, "x\n")
     assert (tmp_path / "new" / "models" / "DEFAULT").read_text() == "x\n"
+
+
+def test_the_models_folder_is_the_projects_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import ROOT
+
+    monkeypatch.delenv("PNEUMO_MODELS", raising=False)
+    assert registry.models_dir() == ROOT / "models"
+
+
+def test_a_name_that_leads_out_of_the_registry_is_refused(copy_registry: Path, tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    (copy_registry / "link").symlink_to(tmp_path / "outside")
+    with pytest.raises(ValueError, match=r"^model name 'link' escapes the models folder$"):
+        registry.model_path("link")
+
+
+def test_unparseable_metadata_quotes_the_parser(copy_registry: Path) -> None:
+    folder = copy_registry / "tiny"
+    (folder / "metadata.json").write_text("{oops")
+    with pytest.raises(ModelLoadError, match=r"^.*tiny/metadata\.json is unreadable: Expecting property name"):
+        registry.read_metadata(folder)
+
+
+def test_a_model_can_be_saved_into_a_registry_that_does_not_exist_yet(tmp_path: Path) -> None:
+    final = tmp_path / "new" / "registry" / "first"
+    registry.save_model_folder(final, {"model.keras": lambda p: p.write_bytes(b"w")}, {"contract": {}}, [], "")
+    assert (final / "model.keras").read_bytes() == b"w"
+
+
+def test_replacing_a_model_moves_the_old_one_aside_under_a_hidden_name(
+    copy_registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    moves = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: moves.append((Path(a).name, Path(b).name)) or real_replace(a, b))
+    registry.save_model_folder(
+        copy_registry / "tiny", {"model.keras": lambda p: p.write_bytes(b"w")}, {"contract": {}}, [], ""
+    )
+    assert moves[0] == ("tiny", ".tiny.old") and moves[1][0].startswith(".tiny.") and moves[1][1] == "tiny"
