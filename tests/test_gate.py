@@ -133,6 +133,7 @@ def test_chest_body_parts_pass(body_part: str) -> None:
         ({"modality": "XA"}, None, "the DICOM modality is XA, not projection radiography (CR/DX)"),
         ({"modality": "DX", "body_part": "KNEE"}, None, "the DICOM body part is KNEE"),
         ({}, np.full((300, 300), 7, np.uint8), "the image is blank or nearly uniform"),
+        ({"colorfulness": 40.0}, None, "it is a colour image (radiographs are grayscale)"),
         ({}, _textured(100, 230), "its aspect ratio is 2.3:1, far from a chest film's"),
         ({}, _textured(230, 100), "its aspect ratio is 2.3:1, far from a chest film's"),
     ],
@@ -146,7 +147,7 @@ def test_each_rule_refuses_with_its_reason(facts: dict, pixels: np.ndarray | Non
 
 def test_the_statistics_rules_at_their_edges() -> None:
     check_header_and_statistics(_decoded(_textured(100, 220)))  # aspect 2.2:1 is still a film
-    two_levels = np.tile(np.array([100, 125], np.uint8), (300, 150))  # standard deviation 12.5
+    two_levels = np.tile(np.array([100, 124], np.uint8), (300, 150))  # standard deviation exactly 12
     check_header_and_statistics(_decoded(two_levels))
     with pytest.raises(InputError, match="blank"):
         check_header_and_statistics(_decoded(np.tile(np.array([100, 123], np.uint8), (300, 150))))  # 11.5
@@ -158,7 +159,7 @@ def test_the_statistics_rules_at_their_edges() -> None:
 def test_feature_gate_distances_cut_offs_and_message_by_hand(tmp_path: Path) -> None:
     """Identity precision: the distance is the Euclidean norm per layer; a score of exactly 1 passes."""
     gate = FeatureGate([2, 1], [np.zeros(2), np.zeros(1)], [np.eye(2), np.eye(1)], [5.0, 2.0])
-    np.testing.assert_allclose(gate.distances(np.array([[3.0, 4.0, -1.0]])), [[5.0, 1.0]])
+    np.testing.assert_allclose(gate.distances(np.array([[3.0, 4.0, -1.0], [0.3, 0.4, 0.0]])), [[5.0, 1.0], [0.5, 0.0]])
     np.testing.assert_allclose(gate.outlier_scores(np.array([[3.0, 4.0, -1.0], [0.0, 0.0, 3.0]])), [1.0, 1.5])
     gate.check(np.array([3.0, 4.0, -1.0]))
     with pytest.raises(InputError) as info:
@@ -177,5 +178,15 @@ def test_feature_gate_fit_takes_the_validation_quantile_with_a_margin() -> None:
     np.testing.assert_allclose(gate.means[1], train[:, 1:].mean(axis=0))
     distances = gate.distances(val)
     assert gate.thresholds == pytest.approx([1.25 * np.quantile(distances[:, i], 0.995) for i in range(2)])
+    with pytest.raises(ValueError, match=r"^feature sizes \[3, 3\] do not add up to 4$"):
+        FeatureGate.fit(train, val, sizes=[3, 3])
     single = FeatureGate.fit(train, val)  # one layer by default
     assert single.sizes == [4] and len(single.thresholds) == 1
+
+
+def test_a_gate_file_is_never_unpickled(tmp_path: Path) -> None:
+    """A model folder from elsewhere must not run code when its gate loads: object arrays are refused."""
+    np.savez(tmp_path / "gate.npz", sizes=np.array([1]), thresholds=np.array([1.0]),
+             mean_0=np.array([object()], dtype=object), precision_0=np.eye(1))  # fmt: skip
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        FeatureGate.load(tmp_path / "gate.npz")
