@@ -121,7 +121,7 @@ def recalibrate(
     fit_split = _load(fit_samples, contract, "train", on_event)
     val_split = _load(val_samples, contract, "validation", on_event)
     keep = ("training_config", "parameters", "history", "epochs_run", "training_seconds", "total_seconds",
-            "machine", "data", "member_epochs")  # fmt: skip
+            "machine", "code", "data", "member_epochs")  # fmt: skip
     run = {key: metadata[key] for key in keep if key in metadata}
     return _calibrate_report_register(
         model, contract, run, data_dir, model_dir, fit_split, val_split, on_event, None, started,

@@ -18,11 +18,19 @@ from pneumo_core.training import recalibrate, train
 TINY = TrainingConfig(epochs=1, train_subset=80, image_size=64, width=8, batch_size=16)
 
 
-def test_tiny_training_run_registers_a_complete_model(data_root: Path, tmp_path: Path) -> None:
-    """Two members merged into one model (the single-member path runs in test_jobs.py through train.py)."""
+@pytest.fixture(scope="module")
+def two_member_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """One tiny two-member run, shared: what it registers, and (trained again) that it reproduces."""
     events: list[dict] = []
-    result = train(data_root, replace(TINY, members=2), tmp_path / "tiny-run", on_event=events.append)
-    folder = result.path
+    result = train(
+        data_root, replace(TINY, members=2), tmp_path_factory.mktemp("runs") / "tiny-run", on_event=events.append
+    )
+    return result.path, events
+
+
+def test_tiny_training_run_registers_a_complete_model(two_member_run: tuple[Path, list[dict]], data_root: Path) -> None:
+    """Two members merged into one model (the single-member path runs in test_jobs.py through train.py)."""
+    folder, events = two_member_run
     for name in ("model.keras", "metadata.json", "test_predictions.csv", "MODEL_CARD.md", "gate.npz"):
         assert (folder / name).exists(), name
     metadata = json.loads((folder / "metadata.json").read_text())
@@ -139,20 +147,23 @@ def _class_map(network, x):
     return tf.reduce_sum(conv * weights, axis=-1).numpy()
 
 
-def test_the_same_configuration_trains_to_the_same_weights_and_figures(data_root: Path, tmp_path: Path) -> None:
-    """Op determinism and fixed seeds: two runs of one configuration on this machine are identical."""
+def test_the_same_configuration_trains_to_the_same_weights_and_figures(
+    two_member_run: tuple[Path, list[dict]], data_root: Path, tmp_path: Path
+) -> None:
+    """Op determinism and fixed seeds: the shared run's configuration, trained again on this machine,
+    gives the same weights and figures."""
     import keras
     import numpy as np
 
-    runs = [train(data_root, TINY, tmp_path / f"run-{i}") for i in (1, 2)]
-    weights = [keras.saving.load_model(r.path / "model.keras", compile=False).get_weights() for r in runs]
+    folders = [two_member_run[0], train(data_root, replace(TINY, members=2), tmp_path / "again").path]
+    weights = [keras.saving.load_model(f / "model.keras", compile=False).get_weights() for f in folders]
     assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
-    first, second = (json.loads((r.path / "metadata.json").read_text()) for r in runs)
+    first, second = (json.loads((f / "metadata.json").read_text()) for f in folders)
     for key in ("history", "contract", "validation", "test"):
         assert first[key] == second[key], key
     assert first["machine"]["intra_op_threads"] >= 1 and first["machine"]["cpu"]
     assert first["code"] is None or len(first["code"]["commit"]) == 40  # None outside a git checkout
-    assert "Training is deterministic on one machine" in (runs[0].path / "MODEL_CARD.md").read_text()
+    assert "Training is deterministic on one machine" in (folders[0] / "MODEL_CARD.md").read_text()
 
 
 def _train_script():
