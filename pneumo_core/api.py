@@ -147,13 +147,13 @@ def comparison_note(validation: list[dict[str, str]], test: list[dict[str, str]]
     set is shared (rows from ``dashboard.metric_table``)."""
     sizes = ", ".join(f"{row['model']} on {row['n']} images" for row in validation)
     shared = {row["n"] for row in test}
-    note = f"Validation rows: each model scored on its own validation split ({sizes})"
-    note += ", so they are not a like-for-like comparison. " if len({r["n"] for r in validation}) > 1 else ". "
+    note = f"Validation: each model was scored on its own validation split ({sizes})"
+    note += ", so those figures do not compare like for like. " if len({r["n"] for r in validation}) > 1 else ". "
     if len(shared) == 1 and len(test) > 1:
-        note += f"The test rows score every model on the same {shared.pop()} images."
+        note += f"Test: every model was scored on the same {shared.pop()} images."
     elif len(shared) > 1:
         sizes = ", ".join(f"{row['model']} on {row['n']} images" for row in test)
-        note += f"Test rows: {sizes}, so not the same images either."
+        note += f"Test: {sizes}, so not the same images either."
     return note
 
 

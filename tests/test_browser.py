@@ -233,7 +233,7 @@ def test_retrain_tiny_run_to_completion(browser_page, server: str, shots: Path) 
     page.get_by_text("Finished.").wait_for(timeout=300_000)
     promote = page.get_by_role("button", name="Make run-")
     promote.wait_for(timeout=60_000)
-    page.get_by_text("Validation rows: each model scored on its own validation split").wait_for()
+    page.get_by_text("Validation: each model was scored on its own validation split").wait_for()
     expect(promote).to_be_disabled()  # one click is not enough to change every user's model
     snap(page, shots / "retrain.png", 1700)
     page.get_by_text("I have compared the figures").click()

@@ -280,16 +280,16 @@ def test_the_comparison_says_which_rows_compare_like_for_like() -> None:
     validation = [{"model": "run-1", "n": "64"}, {"model": "pneumonia-cnn-v3", "n": "686"}]
     test = [{"model": "run-1", "n": "624"}, {"model": "pneumonia-cnn-v3", "n": "624"}]
     assert comparison_note(validation, test) == (
-        "Validation rows: each model scored on its own validation split (run-1 on 64 images, pneumonia-cnn-v3 on "
-        "686 images), so they are not a like-for-like comparison. The test rows score every model on the same 624 "
+        "Validation: each model was scored on its own validation split (run-1 on 64 images, pneumonia-cnn-v3 on "
+        "686 images), so those figures do not compare like for like. Test: every model was scored on the same 624 "
         "images."
     )
     assert comparison_note(validation, [test[0], {"model": "pneumonia-cnn-v3", "n": "24"}]).endswith(
-        "Test rows: run-1 on 624 images, pneumonia-cnn-v3 on 24 images, so not the same images either."
+        "Test: run-1 on 624 images, pneumonia-cnn-v3 on 24 images, so not the same images either."
     )
     assert (
         comparison_note(validation[:1], test[:1])
-        == "Validation rows: each model scored on its own validation split (run-1 on 64 images). "
+        == "Validation: each model was scored on its own validation split (run-1 on 64 images). "
     )
 
 
