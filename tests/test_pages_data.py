@@ -342,3 +342,14 @@ def test_training_curves_mark_where_each_member_starts() -> None:
     assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0  # below, off the AUC axis
     single = training_curves_figure(history, member_epochs=[5])
     assert not single.layout.shapes and single.layout.xaxis.title.text == "epoch"
+
+
+def test_worklist_headers_name_every_column_for_a_person() -> None:
+    from pneumo_core.worklist import WORKLIST_COLUMNS, WORKLIST_HEADERS
+
+    assert list(WORKLIST_HEADERS) == WORKLIST_COLUMNS
+    assert list(WORKLIST_HEADERS.values()) == [
+        "File", "Verdict", "Pneumonia %", "At prevalence %", "Reading", "Why it was not scored",
+    ]  # fmt: skip
+    stated = Prediction(0.5, "PNEUMONIA", "x", 0.5, prevalence=0.12345)
+    assert worklist_rows([("a", stated)])[0]["prevalence_assumed_pct"] == 12.3
