@@ -15,7 +15,7 @@ from .contract import ModelContract
 from .errors import InputError, ModelLoadError
 from .evaluation import shift_prevalence, sigmoid
 from .gate import GATE_FILE, FeatureGate, check_header_and_statistics
-from .imaging import DecodedImage, ImageSource, decode, to_model_input
+from .imaging import DecodedImage, ImageSource, decode, fit_longer_side, to_model_input
 
 
 @dataclass
@@ -167,7 +167,9 @@ class Classifier:
         if display_side is None:
             height, width, pixels = decoded.height, decoded.width, decoded.pixels
         else:
-            pixels = _fit_within(decoded.pixels, display_side)
+            pixels = decoded.pixels
+            if max(pixels.shape[:2]) > display_side:  # shrunk for a screen, never enlarged
+                pixels = fit_longer_side(pixels, display_side)
             height, width = pixels.shape[:2]
         return Analysis(prediction, heatmap(cams[0], height, width, self.contract.frame_scale), pixels)
 
@@ -208,16 +210,3 @@ class Classifier:
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for prepared inputs ``(N, S, S, 1)``, without the input gate."""
         return sigmoid(self.network.outputs(model_inputs)[0], self.contract.temperature)
-
-
-def _fit_within(pixels: np.ndarray, side: int) -> np.ndarray:
-    """``pixels`` shrunk (area-averaged) so that the longer side is at most ``side``."""
-    import cv2
-
-    height, width = pixels.shape[:2]
-    scale = side / max(height, width)
-    if scale >= 1:
-        return pixels
-    return cv2.resize(
-        pixels, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
-    )

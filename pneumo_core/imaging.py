@@ -376,6 +376,15 @@ def frame_box(scale: float, height: int, width: int) -> tuple[int, int, int, int
     return round(dy), round(height - dy), round(dx), round(width - dx)
 
 
+def fit_longer_side(pixels: np.ndarray, side: int) -> np.ndarray:
+    """``pixels`` resized (area-averaged) so that the longer side is ``side``, aspect kept."""
+    height, width = pixels.shape[:2]
+    scale = side / max(height, width)
+    return cv2.resize(
+        pixels, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+    )
+
+
 def load_for_model(source: ImageSource, contract: ModelContract) -> tuple[np.ndarray, DecodedImage]:
     """Decode ``source`` and prepare the model input; returns ``(model_input, decoded)``."""
     decoded = decode(source)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from .imaging import fit_longer_side
+
 if TYPE_CHECKING:  # types only: the model card renders through here without loading the classifier
     from .classifier import Analysis, Prediction
 
@@ -64,14 +66,6 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> np
     return cv2.addWeighted(base, 1.0 - opacity, colored, opacity, 0.0)
 
 
-def _fit(pixels: np.ndarray, side: int) -> np.ndarray:
-    height, width = pixels.shape[:2]
-    scale = side / max(height, width)
-    return cv2.resize(
-        pixels, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
-    )
-
-
 def _prevalence(prediction: Prediction) -> str:
     return f"   Prevalence assumed {percent(prediction.prevalence, 0)}" if prediction.prevalence else ""
 
@@ -96,9 +90,9 @@ def report_png(analysis: Analysis, *, model_name: str, source_name: str, opacity
     """A one-page PNG report for one image: original, Grad-CAM overlay, verdict, model version
     (white page, two 512 px panels, ``report_lines`` below)."""
     side = REPORT_SIDE
-    original = cv2.cvtColor(_fit(analysis.pixels, side), cv2.COLOR_GRAY2RGB)
-    heat = _fit(analysis.heatmap, side)
-    blended = overlay(_fit(analysis.pixels, side), heat, opacity)
+    fitted = fit_longer_side(analysis.pixels, side)
+    original = cv2.cvtColor(fitted, cv2.COLOR_GRAY2RGB)
+    blended = overlay(fitted, fit_longer_side(analysis.heatmap, side), opacity)
     page = np.full((side + 230, 2 * side + 60, 3), 255, np.uint8)
     page[20 : 20 + original.shape[0], 20 : 20 + original.shape[1]] = original
     page[20 : 20 + blended.shape[0], side + 40 : side + 40 + blended.shape[1]] = blended
