@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,16 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import ROOT, add_data_argument
+from benchmarks.common import CHROMIUM_ARGS, ROOT, add_data_argument, free_port
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -139,7 +131,13 @@ def main() -> None:
     parser.add_argument("--settle", type=int, default=180, help="seconds to wait after the soak's sessions close")
     parser.add_argument("--side", type=int, default=2400, help="long side of the uploaded JPEGs, in pixels")
     args = parser.parse_args()
-    pool = large_copies(sorted((args.data / "val").rglob("*.jpeg")), args.side, Path(tempfile.mkdtemp()))
+    if min(args.sessions, args.uploads) < 1 or min(args.soak, args.settle) < 0 or args.side < 64:
+        parser.error("--sessions and --uploads must be >= 1, --soak and --settle >= 0, --side >= 64")
+    with tempfile.TemporaryDirectory() as folder:  # the enlarged copies go when the benchmark ends
+        run(args, large_copies(sorted((args.data / "val").rglob("*.jpeg")), args.side, Path(folder)), parser)
+
+
+def run(args: argparse.Namespace, pool: list[Path], parser: argparse.ArgumentParser) -> None:
     if len(pool) < args.uploads:
         parser.error(f"too few JPEGs under {args.data / 'val'}")
     port = free_port()

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
 from pneumo_core.data import DATA_HELP, resolve_data_dir
 
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+"""Headless Chromium for the browser benchmarks."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a benchmark's own Streamlit server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def add_data_argument(parser: argparse.ArgumentParser) -> None:

@@ -145,15 +145,17 @@ def prevalence_setting(classifier: Classifier) -> PrevalenceSetting | None:
 def comparison_note(validation: list[dict[str, str]], test: list[dict[str, str]]) -> str:
     """What the comparison table's sizes mean: each model's validation split is its own, the test
     set is shared (rows from ``dashboard.metric_table``)."""
-    sizes = ", ".join(f"{row['model']} on {row['n']} images" for row in validation)
+
+    def sizes(rows: list[dict[str, str]]) -> str:
+        return ", ".join(f"{row['model']} on {row['n']} images" for row in rows)
+
     shared = {row["n"] for row in test}
-    note = f"Validation: each model was scored on its own validation split ({sizes})"
+    note = f"Validation: each model was scored on its own validation split ({sizes(validation)})"
     note += ", so those figures do not compare like for like. " if len({r["n"] for r in validation}) > 1 else ". "
     if len(shared) == 1 and len(test) > 1:
         note += f"Test: every model was scored on the same {shared.pop()} images."
     elif len(shared) > 1:
-        sizes = ", ".join(f"{row['model']} on {row['n']} images" for row in test)
-        note += f"Test: {sizes}, so not the same images either."
+        note += f"Test: {sizes(test)}, so not the same images either."
     return note
 
 
