@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated substrings of bug names to run")
     args = parser.parse_args(argv)
     chosen = [b for b in BUGS if not args.only or any(s.strip() in b.name for s in args.only.split(","))]
+    if not chosen:
+        parser.error(f"no planted bug's name contains any of: {args.only}")
     python = ROOT / ".venv" / "bin" / "python"
     missed = 0
     for bug in chosen:
