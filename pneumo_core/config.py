@@ -36,6 +36,9 @@ RETIRED_FIELDS: dict[str, Any] = {
 """Options of experiments that were rejected or tied (docs/experiments.md), with the value that
 means "off". Metadata written before they left may carry them; at that value they are what the
 recipe does anyway, any other value names a recipe this code no longer trains."""
+MIN_WIDTH = 16
+"""The narrowest compact_resnet that trains here: at width 8 TensorFlow 2.21's oneDNN CPU kernels
+aborted or crashed the whole process (2026-12-02, this machine; TF_ENABLE_ONEDNN_OPTS=0 avoided it)."""
 RETIRED_AT = "1ccd8ac"
 """The last commit whose ``train.py`` still trains the retired options."""
 
@@ -50,6 +53,7 @@ class TrainingConfig:
     image_size: int = ModelContract.input_size
     arch: str = "compact_resnet"
     width: int = 32
+    """compact_resnet's stage-1 channels (the stem has half, later stages 2, 4 and 6 times), at least ``MIN_WIDTH``."""
     dropout: float = 0.3
     label_smoothing: float = 0.05
     augment: bool = True
@@ -75,6 +79,11 @@ class TrainingConfig:
             problems.append(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         if not 1 <= self.members <= 4:
             problems.append(f"members must be 1 to 4, got {self.members}")
+        if self.arch == "compact_resnet" and self.width < MIN_WIDTH:
+            problems.append(
+                f"width must be at least {MIN_WIDTH}, got {self.width} (TensorFlow 2.21's oneDNN CPU kernels "
+                "crashed the process training width 8, whose stem has 4 channels)"
+            )
         if self.members > 1 and self.arch != "compact_resnet":
             problems.append(f"ensembles (members > 1) are built for compact_resnet only, not {self.arch!r}")
         if self.train_subset is not None and self.train_subset < 1:

@@ -55,7 +55,7 @@ def make_tiny_model_folder(folder: Path, *, input_size: int = 64, threshold: flo
 
     keras.utils.set_random_seed(0)
     contract = ModelContract(input_size=input_size, operating_threshold=threshold)
-    model = build_model(contract, TrainingConfig(width=8, image_size=input_size, augment=False))
+    model = build_model(contract, TrainingConfig(width=16, image_size=input_size, augment=False))
     metadata = {"name": folder.name, "contract": contract.to_dict(), "created_unix": 0.0}
     return registry.save_model_folder(folder, {registry.MODEL_FILE: model.save}, metadata, [], "# tiny test model\n")
 

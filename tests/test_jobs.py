@@ -12,7 +12,7 @@ from pneumo_core import jobs
 from pneumo_core.config import TrainingConfig
 
 pytestmark = pytest.mark.slow
-TINY = TrainingConfig(epochs=2, train_subset=80, image_size=64, width=8)
+TINY = TrainingConfig(epochs=2, train_subset=80, image_size=64, width=16)
 
 
 @pytest.fixture()
@@ -48,7 +48,7 @@ def test_run_completes_and_second_start_is_refused(sandbox: Path, data_root: Pat
 
 
 def test_cancel_really_stops(sandbox: Path, data_root: Path) -> None:
-    run_id = jobs.start_run(TrainingConfig(epochs=30, train_subset=400, image_size=64, width=8), data_root)
+    run_id = jobs.start_run(TrainingConfig(epochs=30, train_subset=400, image_size=64, width=16), data_root)
     wait_for(lambda: jobs.run_status(run_id).step > 0, 180)
     assert jobs.cancel_run(run_id)
     status = jobs.run_status(run_id)
