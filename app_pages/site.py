@@ -57,7 +57,11 @@ else:
 
 if not result.too_small:
     a, b, c = st.columns(3)
-    a.metric("p-value (appearance differs)", f"{result.p_value:.2g}", help="Below 0.05: flagged as different.")
+    by_class = result.p_value_by_class
+    a.metric(
+        "p-value (appearance differs)", f"{result.p_value:.2g}", help="Below 0.05: flagged as different. "
+        f"The images read as normal alone: p = {by_class['normal']:.2g}; as pneumonia: {by_class['pneumonia']:.2g}.",
+    )  # fmt: skip
     low, high = result.effect["ci95"]
     b.metric(
         "Domain-classifier AUC", f"{result.effect['value']:.2f}", help=f"95% CI {low:.2f}-{high:.2f}; 0.5: "

@@ -84,7 +84,7 @@ def main() -> None:
 
     def flagged(shift_test: ShiftTest, embeddings: np.ndarray, probabilities: np.ndarray) -> bool:
         prevalence = estimate_prevalence(probabilities, calibrated_for)
-        return shift_test.statistic(embeddings, prevalence)[1] < ALPHA
+        return shift_test.statistic(embeddings, probabilities, prevalence)[0] < ALPHA
 
     rng = np.random.default_rng(0)
     alarms: dict[str, list[bool]] = {}
@@ -100,7 +100,8 @@ def main() -> None:
             shift_test = ShiftTest(
                 SiteReference(
                     val_embeddings[in_reference], y_val[in_reference], val_p[in_reference], patients[in_reference]
-                )
+                ),
+                calibrated_for,
             )
             pool = np.flatnonzero(~in_reference)
             for n, share in conditions:
@@ -108,7 +109,7 @@ def main() -> None:
                 key = f"{n}" if share is None else f"{n} at {share:.0%} pneumonia"
                 alarms.setdefault(key, []).append(flagged(shift_test, val_embeddings[batch], val_p[batch]))
 
-    shipped = ShiftTest(SiteReference(val_embeddings, y_val, val_p, patients))
+    shipped = ShiftTest(SiteReference(val_embeddings, y_val, val_p, patients), calibrated_for)
     detections = {
         n: [
             flagged(shipped, test_embeddings[i], test_p[i])

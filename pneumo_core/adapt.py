@@ -363,7 +363,7 @@ def adapt(
     )
     model = build_adapted_network(base.model, base.contract, head)
     gate = _refit_gate(x, reference.embeddings if reference is not None else None, base.network.feature_sizes, seed)
-    site_reference = SiteReference(x, y, cv.probabilities, groups) if SiteReference.enough(y) else None
+    site_reference = SiteReference(x, y, cv.probabilities, groups) if SiteReference.enough(y, groups) else None
     predictions = [
         {"path": image.name, "label": int(image.label), "probability_pneumonia": round(float(p), 6)}
         for image, p in zip(kept, cv.probabilities, strict=True)

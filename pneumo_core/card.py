@@ -203,9 +203,10 @@ def _site_check_section(figures: dict[str, Any] | None) -> list[str]:
         "`scripts/pneumo check-site DIR` (and the app's Site page) tells from unlabelled images whether a site's "
         "X-rays look like the ones this model learned from. It compares the model's own embeddings of the batch "
         "with those of the validation split (patients the model did not fit, shipped as `site_reference.npz`): "
-        "the batch mean against the validation class means, with the direction between the classes projected "
-        "out so that a site that only sees more or less pneumonia is not flagged (20 principal components, "
-        "variances counted over patients, p < 0.05). It also estimates the site's share of pneumonia by EM on "
+        "the batch's normal and pneumonia means (each image counted toward a class with its probability of it) "
+        "against the validation split's, so that a site that only sees more or less pneumonia is not flagged "
+        "(10 principal components, a Hotelling test per class with variances counted over patients, "
+        "Bonferroni over the two, p < 0.05); it says which class's images differ most. It also estimates the site's share of pneumonia by EM on "
         "the calibrated probabilities, gives a domain-classifier AUC as the size of the difference, and lists "
         "the most atypical images. Below 20 images it says the batch is too small to tell.",
         "",

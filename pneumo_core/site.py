@@ -6,12 +6,15 @@ with their labels and calibrated probabilities (``site_reference.npz``).
 
 - Prevalence: EM re-estimation of the class prior from the calibrated probabilities (Saerens,
   Latinne & Decaestecker 2002), 95% CI by bootstrap over images.
-- Shift: the batch's mean embedding (20 principal components) against the reference's class means.
-  In the space whitened by the pooled within-class covariance, the direction between the class means
-  is projected out, so a site that only sees more or less pneumonia cannot raise the statistic; what
-  is left is a Hotelling-type T^2 with the class mixture's covariance at the estimated prevalence plus
-  the reference's own sampling error, referred to chi-square with 19 degrees of freedom. Both
-  variances count patients, not images: several images of one patient are alike.
+- Shift: the batch's class-conditional means against the reference's, in its first 10 principal
+  components. Each image counts toward the normal and the pneumonia mean with its probability of
+  being each, restated for the batch's estimated prevalence; a site that only sees more or less
+  pneumonia keeps the same images per class (label shift), so the class mix alone cannot raise the
+  statistic. Each class gets a Hotelling T^2 with the covariance of the batch's mean (the reference
+  reweighted to the batch's class mix) plus the reference's own sampling error, referred to an F
+  distribution whose denominator counts the reference's patients of that class (its covariance is
+  estimated); the batch differs when the smaller of the two p-values, doubled (Bonferroni), is below
+  5%. Variances count patients, not images: several images of one patient are alike.
 - Effect: a cross-validated domain classifier (logistic regression on the same projected features,
   the reference reweighted to the batch's estimated class mix); its AUC is 0.5 when the batch cannot
   be told from the reference, with a 95% bootstrap CI.
@@ -31,14 +34,17 @@ import numpy as np
 from scipy import stats
 
 from .errors import InputError
+from .evaluation import shift_prevalence
 
 REFERENCE_FILE = "site_reference.npz"
 MIN_IMAGES = 20
 CHECK_WITH_DIAGNOSE_FROM = 50
 """Uploads on the Diagnose page from which the site check runs beside the worklist."""
-COMPONENTS = 20
+COMPONENTS = 10
 ALPHA = 0.05
 ATYPICAL_SHOWN = 10
+MIN_PER_CLASS = 5
+"""A class is compared only when the batch holds at least this many images of it (soft counts)."""
 
 LOOKS_ALIKE = "looks like the training data"
 DIFFERS = "differs: expect more false alarms or misses; check a labelled sample, or adapt the model to this site"
@@ -65,13 +71,16 @@ class SiteReference:
         self.groups = np.unique(np.asarray(self.groups), return_inverse=True)[1].astype(np.int64)
         if not len(self.embeddings) == len(self.labels) == len(self.probabilities) == len(self.groups):
             raise ValueError("embeddings, labels, probabilities and groups must have one row per image")
-        if not self.enough(self.labels):
-            raise ValueError(f"a site reference needs more than {COMPONENTS + 1} images of each class")
+        if not self.enough(self.labels, self.groups):
+            raise ValueError(f"a site reference needs more than {COMPONENTS + 1} patients of each class")
 
     @staticmethod
-    def enough(labels: np.ndarray) -> bool:
-        """Whether a validation split is large enough to be a reference (a covariance per class)."""
-        return bool(min(np.bincount(np.asarray(labels, np.int64), minlength=2)) > COMPONENTS + 1)
+    def enough(labels: np.ndarray, groups: np.ndarray | None = None) -> bool:
+        """Whether a validation split is large enough to be a reference: a covariance per class, from
+        more patients than components (each image its own patient without ``groups``)."""
+        labels = np.asarray(labels, np.int64)
+        groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+        return all(np.unique(groups[labels == label]).size > COMPONENTS + 1 for label in (0, 1))
 
     @property
     def prevalence(self) -> float:
@@ -119,30 +128,38 @@ def prevalence_interval(
 
 
 class ShiftTest:
-    """The class-mix corrected comparison of a batch's embeddings with a ``SiteReference``."""
+    """The class-mix corrected comparison of a batch's embeddings with a ``SiteReference`` whose
+    probabilities are calibrated for ``calibrated_for`` (default: the reference's own prevalence)."""
 
-    def __init__(self, reference: SiteReference, components: int = COMPONENTS) -> None:
+    def __init__(
+        self, reference: SiteReference, calibrated_for: float | None = None, components: int = COMPONENTS
+    ) -> None:
         self.reference = reference
+        self.calibrated_for = reference.prevalence if calibrated_for is None else calibrated_for
         x = reference.embeddings.astype(np.float64)
         self._centre, self._scale = x.mean(axis=0), x.std(axis=0) + 1e-6
         standardized = (x - self._centre) / self._scale
         self._axes = np.linalg.svd(standardized - standardized.mean(axis=0), full_matrices=False)[2][:components]
-        z = standardized @ self._axes.T
+        self._z = z = standardized @ self._axes.T
         y = reference.labels
         self._counts = (int((y == 0).sum()), int((y == 1).sum()))
+        self._patients = tuple(int(np.unique(reference.groups[y == label]).size) for label in (0, 1))
         self._means = (z[y == 0].mean(axis=0), z[y == 1].mean(axis=0))
         self._covariances = (np.cov(z[y == 0].T), np.cov(z[y == 1].T))
-        # Images of one patient are alike: each class's design effect (the cluster-robust variance of
-        # its mean over the plain one, counted over patients) scales the variance of the reference's
-        # class means and of the batch mean alike.
-        self._design_effects = []
-        for label, mean, covariance, count in zip((0, 1), self._means, self._covariances, self._counts, strict=True):
-            rows = y == label
-            sums = np.zeros((reference.groups.max() + 1, components))
-            np.add.at(sums, reference.groups[rows], z[rows] - mean)
-            sums = sums[np.any(sums != 0, axis=1)]
-            robust = sums.T @ sums / count**2 * len(sums) / max(1, len(sums) - 1)
-            self._design_effects.append(max(1.0, float(np.trace(robust) / np.trace(covariance / count))))
+        # The reference's soft class means and their covariance, counted over patients (images of one
+        # patient are alike); each class's design effect (that covariance over the plain one) scales
+        # the batch's, whose patients are unknown.
+        self._conditional_means, influence = _conditional_means(
+            z, shift_prevalence(reference.probabilities, self.calibrated_for, reference.prevalence)
+        )
+        sums = np.zeros((reference.groups.max() + 1, influence.shape[1]))
+        np.add.at(sums, reference.groups, influence)
+        self._reference_covariance = sums.T @ sums / len(z) ** 2
+        plain = influence.T @ influence / len(z) ** 2
+        self._design_effects = [
+            max(1.0, float(np.trace(self._reference_covariance[b, b]) / np.trace(plain[b, b])))
+            for b in _blocks(components)
+        ]
         pooled = sum((n - 1) * c for n, c in zip(self._counts, self._covariances, strict=True)) / (
             sum(self._counts) - 2
         )
@@ -151,7 +168,6 @@ class ShiftTest:
         between = (self._means[1] - self._means[0]) @ self._whiten
         self.class_axis = between / np.linalg.norm(between)
         self._project_out = np.eye(components) - np.outer(self.class_axis, self.class_axis)
-        self.degrees_of_freedom = components - 1
         self._reference_whitened = self.whitened(reference.embeddings)
         self.reference_atypicality = self.atypicality(reference.embeddings)
 
@@ -164,17 +180,39 @@ class ShiftTest:
         within-class covariance: the space the statistic and the picture use."""
         return (self.components(embeddings) - self._means[0]) @ self._whiten
 
-    def statistic(self, embeddings: np.ndarray, prevalence: float) -> tuple[float, float, np.ndarray]:
-        """``(T^2, p-value, deviation)``: the batch mean's deviation from a reference of the same
-        class mix, the class-mean direction projected out (the deviation is in whitened space)."""
-        n = len(embeddings)
+    def statistic(
+        self, embeddings: np.ndarray, probabilities: np.ndarray, prevalence: float
+    ) -> tuple[float, tuple[float, float], np.ndarray]:
+        """``(p-value, (p normal, p pneumonia), deviation)`` for a batch at an estimated
+        ``prevalence``: whether the images read as normal, or as pneumonia, differ from the
+        reference's. The deviation (the batch mean's, class axis projected out, whitened) orients
+        the picture. A class the batch holds fewer than ``MIN_PER_CLASS`` images of is not tested."""
+        z = self.components(embeddings)
+        responsibilities = shift_prevalence(probabilities, self.calibrated_for, prevalence)
+        means, _ = _conditional_means(z, responsibilities)
+        # What the batch's means would vary by if its images were the reference's at its class mix.
+        y, share = self.reference.labels, self.reference.prevalence
+        weights = np.where(y == 1, prevalence / share, (1 - prevalence) / (1 - share))
+        weights /= weights.mean()
+        reference_responsibilities = shift_prevalence(self.reference.probabilities, self.calibrated_for, prevalence)
+        _, influence = _conditional_means(self._z, reference_responsibilities, weights)
+        batch_covariance = (weights[:, None] * influence).T @ influence / len(influence) / len(z)
+        difference = means - self._conditional_means
+        p_values = []
+        for label, block in enumerate(_blocks(z.shape[1])):
+            in_class = responsibilities.sum() if label == 1 else (1 - responsibilities).sum()
+            if in_class < MIN_PER_CLASS:
+                p_values.append(1.0)
+                continue
+            covariance = self._design_effects[label] * batch_covariance[block, block]
+            covariance = covariance + self._reference_covariance[block, block]
+            t2 = float(difference[block] @ np.linalg.pinv(covariance, rcond=1e-10) @ difference[block])
+            k, nu = z.shape[1], self._patients[label] - 1
+            denominator = max(1, nu - k + 1)
+            p_values.append(float(stats.f.sf(t2 * denominator / (k * nu), k, denominator)))
         deviation = self._project_out @ self.whitened(embeddings).mean(axis=0)
-        (c0, c1), (d0, d1), (n0, n1) = self._covariances, self._design_effects, self._counts
-        mean_covariance = ((1 - prevalence) * d0 * c0 + prevalence * d1 * c1) / n
-        mean_covariance += (1 - prevalence) ** 2 * d0 * c0 / n0 + prevalence**2 * d1 * c1 / n1
-        covariance = self._project_out @ self._whiten @ mean_covariance @ self._whiten @ self._project_out
-        t2 = float(deviation @ np.linalg.pinv(covariance, rcond=1e-10) @ deviation)
-        return t2, float(stats.chi2.sf(t2, self.degrees_of_freedom)), deviation
+        tested = sum(p < 1.0 for p in p_values) or 1
+        return min(1.0, tested * min(p_values)), (p_values[0], p_values[1]), deviation
 
     def atypicality(self, embeddings: np.ndarray) -> np.ndarray:
         """``(N,)`` Mahalanobis distance of each image to the nearer class of the reference."""
@@ -233,6 +271,27 @@ class ShiftTest:
             "reference_labels": self.reference.labels.tolist(),
             "site": site.round(3).tolist(),
         }
+
+
+def _blocks(components: int) -> tuple[slice, slice]:
+    """Where the normal and the pneumonia means sit in ``_conditional_means``'s vector."""
+    return slice(0, components), slice(components, 2 * components)
+
+
+def _conditional_means(
+    z: np.ndarray, responsibilities: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Soft class-conditional means ``(2k,)``, normal then pneumonia, each image weighing with its
+    probability of the class (times ``weights``), and each image's influence on them ``(N, 2k)``:
+    the covariance of the means is the (weighted) mean outer product of the influences over N."""
+    weights = np.ones(len(z)) if weights is None else weights
+    means, influences = [], []
+    for share in (1 - responsibilities, responsibilities):
+        weight = weights * share
+        mean = weight @ z / weight.sum()
+        means.append(mean)
+        influences.append(share[:, None] * (z - mean) / weight.mean())
+    return np.concatenate(means), np.hstack(influences)
 
 
 def _weighted_auc(
@@ -307,6 +366,7 @@ class SiteCheck:
     estimated_prevalence: dict[str, Any] | None
     most_atypical: list[dict[str, Any]]
     recommendation: str
+    p_value_by_class: dict[str, float] | None = None
     picture: dict[str, Any] | None = None
     atypicality: list[float] = field(default_factory=list)
     reference_atypicality: list[float] = field(default_factory=list)
@@ -325,16 +385,18 @@ class SiteCheck:
             return f"Site check ({self.n} images): {self.recommendation}."
         prevalence = self.estimated_prevalence
         low, high = prevalence["ci95"]
+        where = ""
+        if self.shifted:
+            label = min(self.p_value_by_class, key=self.p_value_by_class.get)
+            where = f"; most in the images it reads as {label}"
         return (
-            f"Site check ({self.n} images): {self.recommendation} (p = {self.p_value:.2g}; "
+            f"Site check ({self.n} images): {self.recommendation} (p = {self.p_value:.2g}{where}; "
             f"domain-classifier AUC {self.effect['value']:.2f}); estimated pneumonia share "
             f"{100 * prevalence['value']:.0f}% (95% CI {100 * low:.0f}-{100 * high:.0f}%)."
         )
 
 
-def assess(
-    test: ShiftTest, embedded: Embedded, *, temperature: float, calibrated_for: float, model: str = ""
-) -> SiteCheck:
+def assess(test: ShiftTest, embedded: Embedded, *, temperature: float, model: str = "") -> SiteCheck:
     """The site check of an embedded batch against a fitted ``ShiftTest``."""
     from .evaluation import sigmoid
 
@@ -343,9 +405,9 @@ def assess(
     if n < MIN_IMAGES:
         return SiteCheck(model, n, rejected, None, None, None, None, [], TOO_SMALL)
     probabilities = sigmoid(embedded.logits, temperature)
-    prevalence = estimate_prevalence(probabilities, calibrated_for)
-    low, high = prevalence_interval(probabilities, calibrated_for)
-    _, p_value, deviation = test.statistic(embedded.embeddings, prevalence)
+    prevalence = estimate_prevalence(probabilities, test.calibrated_for)
+    low, high = prevalence_interval(probabilities, test.calibrated_for)
+    p_value, (p_normal, p_pneumonia), deviation = test.statistic(embedded.embeddings, probabilities, prevalence)
     auc, auc_low, auc_high = test.domain_auc(embedded.embeddings, prevalence)
     distances = test.atypicality(embedded.embeddings)
     reference = np.sort(test.reference_atypicality)
@@ -369,6 +431,7 @@ def assess(
         estimated_prevalence={"value": prevalence, "ci95": [low, high]},
         most_atypical=most_atypical,
         recommendation=DIFFERS if shifted else LOOKS_ALIKE,
+        p_value_by_class={"normal": p_normal, "pneumonia": p_pneumonia},
         picture=test.picture(embedded.embeddings, deviation),
         atypicality=distances.round(3).tolist(),
         reference_atypicality=test.reference_atypicality.round(3).tolist(),
@@ -407,10 +470,5 @@ def check_site(
         )
     embedded = embed(classifier, sources, progress=progress)
     contract = classifier.contract
-    return assess(
-        ShiftTest(reference),
-        embedded,
-        temperature=contract.temperature,
-        calibrated_for=contract.calibration_prevalence or reference.prevalence,
-        model=classifier.name,
-    )
+    test = ShiftTest(reference, contract.calibration_prevalence or reference.prevalence)
+    return assess(test, embedded, temperature=contract.temperature, model=classifier.name)

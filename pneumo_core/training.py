@@ -204,8 +204,8 @@ def _calibrate_report_register(
         "test": test_report,
     }
     writers = {registry.MODEL_FILE: write_model, GATE_FILE: feature_gate.save}
-    if SiteReference.enough(val_split.y):  # a small retraining run's validation split is too small for one
-        patients = np.unique([s.patient_id for s in val_split.samples], return_inverse=True)[1]
+    patients = np.unique([s.patient_id for s in val_split.samples], return_inverse=True)[1]
+    if SiteReference.enough(val_split.y, patients):  # a small retraining run's validation split is too small
         reference = SiteReference(calibration.val_embeddings, val_split.y, calibration.val_probabilities, patients)
         writers[REFERENCE_FILE] = reference.save
     stage(on_event, should_stop, "Registering the model")

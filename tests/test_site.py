@@ -44,7 +44,7 @@ def synthetic(rng: np.random.Generator, n: int, prevalence: float, offset: np.nd
 @pytest.fixture(scope="module")
 def synthetic_test() -> ShiftTest:
     x, y, p = synthetic(np.random.default_rng(0), 700, REFERENCE_PREVALENCE)
-    return ShiftTest(SiteReference(x, y, p))
+    return ShiftTest(SiteReference(x, y, p), REFERENCE_PREVALENCE)
 
 
 def embedded(x: np.ndarray, p: np.ndarray) -> Embedded:
@@ -64,8 +64,8 @@ def test_em_recovers_a_new_prevalence_from_calibrated_probabilities() -> None:
 
 @pytest.mark.parametrize("prevalence", [0.3, 0.95])
 def test_a_change_of_class_mix_alone_is_not_flagged(synthetic_test: ShiftTest, prevalence: float) -> None:
-    """Sicker (or healthier) patients, same-looking images: the mean moves along the class axis,
-    which the test projects out. A plain comparison of means would flag every one of these."""
+    """Sicker (or healthier) patients, same-looking images: the batch mean moves, the class-conditional
+    means the test compares do not. A plain comparison of means would flag every one of these."""
     rng = np.random.default_rng(2)
     reference_mean = synthetic_test.whitened(synthetic_test.reference.embeddings).mean(axis=0)
     flagged, naive = 0, 0
@@ -73,26 +73,40 @@ def test_a_change_of_class_mix_alone_is_not_flagged(synthetic_test: ShiftTest, p
         x, _, p = synthetic(rng, 100, prevalence)
         estimate = estimate_prevalence(p, REFERENCE_PREVALENCE)
         assert abs(estimate - prevalence) < 0.12
-        flagged += synthetic_test.statistic(x, estimate)[1] < 0.05
+        flagged += synthetic_test.statistic(x, p, estimate)[0] < 0.05
         naive += float(np.linalg.norm(synthetic_test.whitened(x).mean(axis=0) - reference_mean)) > 0.5
     assert flagged <= 4, flagged  # about 5% expected
     assert naive == 40
-    result = assess(synthetic_test, embedded(x, p), temperature=1.0, calibrated_for=REFERENCE_PREVALENCE)
+    result = assess(synthetic_test, embedded(x, p), temperature=1.0)
     assert result.shifted == (result.p_value < 0.05) and result.effect["ci95"][0] < 0.6
 
 
 def test_a_clearly_shifted_batch_is_flagged(synthetic_test: ShiftTest) -> None:
-    offset = np.r_[np.zeros(10), np.full(10, 0.6), np.zeros(DIMENSIONS - 20)]  # not along the class axis
+    offset = np.r_[np.zeros(10), np.full(10, 0.8), np.zeros(DIMENSIONS - 20)]  # not along the class axis
     x, _, p = synthetic(np.random.default_rng(3), 100, REFERENCE_PREVALENCE, offset)
-    result = assess(synthetic_test, embedded(x, p), temperature=1.0, calibrated_for=REFERENCE_PREVALENCE)
+    result = assess(synthetic_test, embedded(x, p), temperature=1.0)
     assert result.shifted and result.p_value < 1e-4
     low, high = result.effect["ci95"]
     assert 0.6 < low <= result.effect["value"] <= high
     assert "adapt the model" in result.recommendation and "differs" in result.summary()
     same = synthetic(np.random.default_rng(4), 100, REFERENCE_PREVALENCE)
-    alike = assess(synthetic_test, embedded(same[0], same[2]), temperature=1.0, calibrated_for=REFERENCE_PREVALENCE)
+    alike = assess(synthetic_test, embedded(same[0], same[2]), temperature=1.0)
     assert not alike.shifted and alike.recommendation == LOOKS_ALIKE
     assert alike.effect["ci95"][0] < 0.6
+
+
+def test_a_shift_in_the_normal_images_alone_is_flagged_and_named(synthetic_test: ShiftTest) -> None:
+    """What the official test set shows: its normal chests look different, its pneumonias do not.
+    The same offset given to the pneumonia images instead names the other class."""
+    rng = np.random.default_rng(7)
+    offset = np.r_[np.zeros(10), np.full(10, 1.0), np.zeros(DIMENSIONS - 20)]
+    for label, name in ((0, "normal"), (1, "pneumonia")):
+        x, y, p = synthetic(rng, 100, 0.5)
+        x[y == label] += offset
+        result = assess(synthetic_test, embedded(x, p), temperature=1.0)
+        other = "pneumonia" if name == "normal" else "normal"
+        assert result.shifted and result.p_value_by_class[name] < 1e-3 < result.p_value_by_class[other]
+        assert f"most in the images it reads as {name}" in result.summary()
 
 
 def test_images_of_one_patient_count_as_one_patient() -> None:
@@ -107,7 +121,7 @@ def test_images_of_one_patient_count_as_one_patient() -> None:
 
 def test_below_the_minimum_the_batch_is_too_small_to_tell(synthetic_test: ShiftTest) -> None:
     x, _, p = synthetic(np.random.default_rng(6), MIN_IMAGES - 1, REFERENCE_PREVALENCE, np.full(DIMENSIONS, 3.0))
-    result = assess(synthetic_test, embedded(x, p), temperature=1.0, calibrated_for=REFERENCE_PREVALENCE)
+    result = assess(synthetic_test, embedded(x, p), temperature=1.0)
     assert result.too_small and result.shifted is None and result.p_value is None
     assert result.recommendation == TOO_SMALL and "too small to tell" in result.summary()
 
@@ -122,8 +136,11 @@ def test_the_shipped_model_checks_a_batch_and_lists_what_it_left_out(shipped_cla
     assert "colour" in result.rejected[1]["reason"] and "damaged" in result.rejected[2]["reason"]
     assert set(result.to_json()) == {
         "model", "n", "rejected", "shifted", "p_value", "effect", "estimated_prevalence", "most_atypical",
-        "recommendation",
+        "recommendation", "p_value_by_class",
     }  # fmt: skip
+    by_class = result.p_value_by_class
+    assert set(by_class) == {"normal", "pneumonia"} and all(0 <= p <= 1 for p in by_class.values())
+    assert result.p_value == pytest.approx(min(1.0, 2 * min(by_class.values())))
     assert 0 <= result.p_value <= 1 and result.shifted == (result.p_value < 0.05)
     low, high = result.estimated_prevalence["ci95"]
     assert 0 <= low <= result.estimated_prevalence["value"] <= high <= 1
