@@ -6,7 +6,14 @@ pages, it reaches the core through ``pneumo_core.api`` alone.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 
 import streamlit as st
 
@@ -31,6 +38,78 @@ DISPLAY_SIDE = 1024
 """Images and heatmaps are kept and drawn no larger than this (the page shows them at about 700 px)."""
 MAX_CACHED_BYTES = 150_000_000
 """One session's cached analyses (1-5 MB each at display size) stay under this."""
+MAX_TOTAL_CACHED_BYTES = 600_000_000
+"""All sessions' cached analyses together stay under this."""
+IDLE_SECONDS = 60
+"""An analysis unused this long is dropped (a rerun recomputes it in about 0.2 s of CPU)."""
+
+
+class AnalysisStore:
+    """Analyses kept between reruns, for every session of the process: a session's under
+    ``per_session`` bytes, all under ``total`` bytes (least recently used go first), and none kept
+    ``idle_seconds`` after its last use. They live here rather than in ``st.session_state`` because
+    Streamlit keeps a closed tab's session state until another session connects or leaves, so after
+    the last user left, their images would stay in memory indefinitely."""
+
+    def __init__(
+        self, per_session: int, total: int, idle_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.per_session, self.total, self.idle_seconds, self._clock = per_session, total, idle_seconds, clock
+        self._entries: OrderedDict[tuple, list] = OrderedDict()  # (session, *key) -> [result, last use]
+        self._lock = threading.Lock()
+
+    def get(self, session: str, key: tuple) -> api.Analysis | api.InputError | None:
+        with self._lock:
+            entry = self._entries.get((session, *key))
+            if entry is None:
+                return None
+            entry[1] = self._clock()
+            self._entries.move_to_end((session, *key))
+            return entry[0]
+
+    def put(self, session: str, key: tuple, result: api.Analysis | api.InputError) -> None:
+        with self._lock:
+            self._entries[(session, *key)] = [result, self._clock()]
+            self._entries.move_to_end((session, *key))
+            mine = [k for k in self._entries if k[0] == session]
+            while len(mine) > 1 and sum(_size(self._entries[k][0]) for k in mine) > self.per_session:
+                del self._entries[mine.pop(0)]
+            while len(self._entries) > 1 and sum(_size(e[0]) for e in self._entries.values()) > self.total:
+                self._entries.popitem(last=False)
+
+    def expire(self) -> int:
+        """Drop what has not been used for ``idle_seconds``; returns how many were dropped."""
+        with self._lock:
+            cutoff = self._clock() - self.idle_seconds
+            stale = [k for k, (_, used) in self._entries.items() if used < cutoff]
+            for k in stale:
+                del self._entries[k]
+            return len(stale)
+
+    def session_bytes(self, session: str) -> int:
+        with self._lock:
+            return sum(_size(result) for (owner, *_), (result, _) in self._entries.items() if owner == session)
+
+
+def _size(result: api.Analysis | api.InputError) -> int:
+    return getattr(result, "nbytes", 1_000)
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the operating system (glibc keeps them for reuse otherwise)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _expire_forever(store: AnalysisStore, every: float) -> None:
+    while True:
+        time.sleep(every)
+        if store.expire():
+            _release_freed_memory()
+
+
+ANALYSES = AnalysisStore(MAX_CACHED_BYTES, MAX_TOTAL_CACHED_BYTES, IDLE_SECONDS)
+threading.Thread(target=_expire_forever, args=(ANALYSES, 10.0), daemon=True, name="analysis-expiry").start()
 
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=4)
@@ -70,26 +149,32 @@ def model_selector() -> None:
     )
 
 
-def analyze_cached(data: bytes) -> api.Analysis | api.InputError:
+def session_owner() -> str:
+    """This session's key in ``ANALYSES``."""
+    return st.session_state.setdefault("analysis_owner", uuid.uuid4().hex)
+
+
+def analyze_cached(
+    data: bytes, clf: api.Classifier | None = None, owner: str | None = None
+) -> api.Analysis | api.InputError:
     """Analyze once per (model, file content) per session; sliders do not rerun the model.
 
-    Results live in the session's memory only: uploads are never written to disk.
+    Results live in memory only (``ANALYSES``): uploads are never written to disk. Pages hand on the
+    file's bytes, not its analysis, to what outlives the script run (fragments, deferred downloads):
+    those live as long as the session, the analysis only while it is used. Outside a script run
+    (a deferred download) pass the classifier and ``session_owner()``.
     """
-    clf = classifier()
+    clf = clf or classifier()
+    owner = owner or session_owner()
     key = (clf.name, hashlib.sha256(data).hexdigest())
-    store = st.session_state.setdefault("analyses", {})
-    if key not in store:
+    result = ANALYSES.get(owner, key)
+    if result is None:
         try:
-            store[key] = clf.analyze(data, display_side=DISPLAY_SIDE)
+            result = clf.analyze(data, display_side=DISPLAY_SIDE)
         except api.InputError as error:
-            store[key] = error
-        while len(store) > 1 and cached_bytes(store) > MAX_CACHED_BYTES:
-            store.pop(next(iter(store)))  # oldest first: the session's memory stays bounded
-    return store[key]
-
-
-def cached_bytes(store: dict) -> int:
-    return sum(getattr(result, "nbytes", 1_000) for result in store.values())
+            result = error
+        ANALYSES.put(owner, key, result)
+    return result
 
 
 def site_check_cached(images: list[tuple[str, api.ImageSource]]) -> api.SiteCheck | str:

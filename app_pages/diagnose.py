@@ -39,34 +39,19 @@ if not files:
     st.info("Upload one or more images to get a verdict.")
     st.stop()
 
-bar = st.progress(0.0, text="Reading images...") if len(files) > 1 else None
-results = []
-for done, (name, data) in enumerate(files, start=1):
-    result = ui.analyze_cached(data)
-    if not isinstance(result, api.InputError) and setting is not None and prevalence != setting.calibrated_for:
-        result = replace(result, prediction=result.prediction.at_prevalence(prevalence))
-    results.append((name, result))
-    if bar is not None:
-        bar.progress(done / len(files), text=f"Read {done} of {len(files)} images")
-if bar is not None:
-    bar.empty()
-rows = api.worklist_rows(results)
-if len(files) >= api.SITE_CHECK_WITH_DIAGNOSE_FROM:
-    check = ui.site_check_cached(files)
-    if isinstance(check, api.SiteCheck):
-        st.info(check.summary())
-        st.page_link("app_pages/site.py", label="Site check: the details")
-if len(files) > 1:
-    st.subheader("Worklist (highest probability first)")
-    ui.worklist(rows)
-    st.download_button(
-        "Download results (CSV)", api.worklist_csv(rows), "pneumonia_worklist.csv", "text/csv", key="csv"
-    )
+
+def at_setting(result: api.Analysis | api.InputError) -> api.Analysis | api.InputError:
+    """The analysis with its probability stated for the prevalence chosen in the sidebar."""
+    if isinstance(result, api.InputError) or setting is None or prevalence == setting.calibrated_for:
+        return result
+    return replace(result, prediction=result.prediction.at_prevalence(prevalence))
 
 
 @st.fragment
-def show(index: int, name: str, analysis) -> None:
-    """One image; the opacity slider reruns only this fragment, never the model."""
+def show(index: int, name: str, data: bytes) -> None:
+    """One image; the opacity slider reruns only this fragment, never the model (the analysis comes
+    from the session's cache, or is made again if it was dropped while unused)."""
+    analysis = at_setting(ui.analyze_cached(data))
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key=f"opacity_{index}")
     left, right = st.columns(2)
     left.image(analysis.pixels, caption="Image as read", width="stretch", clamp=True)
@@ -75,32 +60,62 @@ def show(index: int, name: str, analysis) -> None:
         caption="Grad-CAM: regions that drove the verdict",
         width="stretch",
     )
+    owner = ui.session_owner()
+
+    def report() -> bytes:  # built on click only
+        analysis = at_setting(ui.analyze_cached(data, clf, owner))
+        return api.report_png(analysis, model_name=clf.name, source_name=name, opacity=opacity)
+
     st.download_button(
-        "Download report (PNG)",
-        lambda: api.report_png(analysis, model_name=clf.name, source_name=name, opacity=opacity),  # built on click only
-        f"{name}_report.png", "image/png", key=f"report_{index}", on_click="ignore",
-    )  # fmt: skip
+        "Download report (PNG)", report, f"{name}_report.png", "image/png", key=f"report_{index}", on_click="ignore"
+    )
 
 
-for index, (name, result) in enumerate(results):
-    st.divider()
-    if isinstance(result, api.InputError):
-        st.subheader(api.plain(name))
-        st.error(api.plain(result.message))
-        continue
-    p = result.prediction
-    st.subheader(f"{api.plain(name)}: :{api.verdict_color(p.label)}[{p.label}]")
-    a, b, c = st.columns(3)
-    a.metric(
-        "Probability of pneumonia", api.probability_percent(p.probability_pneumonia),
-        help="Calibrated on held-out training patients"
-        + (f", stated for a prevalence of {api.percent(p.prevalence, 0)}" if p.prevalence else "")
-        + ". On the official test set it runs high for normal images.",
-    )  # fmt: skip
-    b.metric(
-        "Operating threshold", api.percent(p.operating_threshold),
-        help=f"PNEUMONIA at or above it. Chosen as the {clf.metadata.get('threshold_method', 'validation threshold')}.",
-    )  # fmt: skip
-    c.metric("Reading", p.band)
-    st.caption("Image facts: " + api.plain(api.facts_line(p)))
-    show(index, name, result)
+def show_results(files: list[tuple[str, bytes]]) -> None:
+    """Verdicts, the worklist and each image. Analyses stay local here: what a page's globals hold
+    lives on with the session's fragments after the run, and a closed tab's session lingers."""
+    bar = st.progress(0.0, text="Reading images...") if len(files) > 1 else None
+    results = []
+    for done, (name, data) in enumerate(files, start=1):
+        results.append((name, at_setting(ui.analyze_cached(data))))
+        if bar is not None:
+            bar.progress(done / len(files), text=f"Read {done} of {len(files)} images")
+    if bar is not None:
+        bar.empty()
+    rows = api.worklist_rows(results)
+    if len(files) >= api.SITE_CHECK_WITH_DIAGNOSE_FROM:
+        check = ui.site_check_cached(files)
+        if isinstance(check, api.SiteCheck):
+            st.info(check.summary())
+            st.page_link("app_pages/site.py", label="Site check: the details")
+    if len(files) > 1:
+        st.subheader("Worklist (highest probability first)")
+        ui.worklist(rows)
+        st.download_button(
+            "Download results (CSV)", api.worklist_csv(rows), "pneumonia_worklist.csv", "text/csv", key="csv"
+        )
+    for index, ((name, result), (_, data)) in enumerate(zip(results, files, strict=True)):
+        st.divider()
+        if isinstance(result, api.InputError):
+            st.subheader(api.plain(name))
+            st.error(api.plain(result.message))
+            continue
+        p = result.prediction
+        st.subheader(f"{api.plain(name)}: :{api.verdict_color(p.label)}[{p.label}]")
+        a, b, c = st.columns(3)
+        a.metric(
+            "Probability of pneumonia", api.probability_percent(p.probability_pneumonia),
+            help="Calibrated on held-out training patients"
+            + (f", stated for a prevalence of {api.percent(p.prevalence, 0)}" if p.prevalence else "")
+            + ". On the official test set it runs high for normal images.",
+        )  # fmt: skip
+        b.metric(
+            "Operating threshold", api.percent(p.operating_threshold),
+            help=f"PNEUMONIA at or above it. Chosen as the {clf.metadata.get('threshold_method', 'validation threshold')}.",
+        )  # fmt: skip
+        c.metric("Reading", p.band)
+        st.caption("Image facts: " + api.plain(api.facts_line(p)))
+        show(index, name, data)
+
+
+show_results(files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -256,18 +257,49 @@ def test_a_sessions_cache_is_bounded_by_bytes_and_holds_display_sized_images(
     app = page("diagnose").run()
     app.get("file_uploader")[0].set_value(("full.jpeg", full_size_image.read_bytes(), "image/jpeg"))
     app.run()
-    (analysis,) = app.session_state["analyses"].values()
+    session = app.session_state["analysis_owner"]
+    analysis = ui.ANALYSES.get(
+        session, (api.registry.default_name(), hashlib.sha256(full_size_image.read_bytes()).hexdigest())
+    )
     assert (
         max(analysis.pixels.shape)
         <= ui.DISPLAY_SIDE
         < max(analysis.prediction.facts["width"], analysis.prediction.facts["height"])
     )
-    monkeypatch.setattr(ui, "MAX_CACHED_BYTES", analysis.nbytes + 1)
+    monkeypatch.setattr(ui.ANALYSES, "per_session", analysis.nbytes + 1)
     others = sorted((data_root / "test" / "NORMAL").iterdir())[:3]
     app.get("file_uploader")[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in others])
     app.run()
     assert not app.exception
-    assert ui.cached_bytes(app.session_state["analyses"]) <= analysis.nbytes + 1  # oldest dropped first
+    assert 0 < ui.ANALYSES.session_bytes(session) <= analysis.nbytes + 1  # oldest dropped first
+
+
+def test_cached_analyses_are_bounded_per_session_and_in_all_and_dropped_when_idle() -> None:
+    """Streamlit keeps a closed tab's session state until another session comes or goes, so the
+    analyses live in a store that forgets what no one has used for a while."""
+    import threading
+
+    from ui import AnalysisStore
+
+    class Sized:
+        def __init__(self, nbytes: int) -> None:
+            self.nbytes = nbytes
+
+    now = [0.0]
+    store = AnalysisStore(per_session=250, total=400, idle_seconds=60, clock=lambda: now[0])
+    for i in range(3):
+        store.put("a", (i,), Sized(100))
+    assert store.get("a", (0,)) is None and store.session_bytes("a") == 200  # over 250: the oldest went
+    now[0] = 30.0
+    assert store.get("a", (1,)).nbytes == 100  # used again: now the most recent
+    store.put("b", (0,), Sized(150))
+    store.put("b", (1,), Sized(100))  # 450 in all: the least recently used (a's 2) goes
+    assert store.get("a", (2,)) is None and store.get("a", (1,)) is not None
+    now[0] = 80.0
+    assert store.expire() == 0  # a's 1 was used at 30, b's at 30: none idle for 60 s yet
+    now[0] = 95.0
+    assert store.expire() == 3 and store.session_bytes("a") == store.session_bytes("b") == 0
+    assert any(t.name == "analysis-expiry" and t.daemon and t.is_alive() for t in threading.enumerate())
 
 
 def test_streamlit_leaves_keras_state_alone_between_reruns(monkeypatch: pytest.MonkeyPatch) -> None:
