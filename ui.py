@@ -40,7 +40,7 @@ MAX_CACHED_BYTES = 150_000_000
 """One session's cached analyses (1-5 MB each at display size) stay under this."""
 MAX_TOTAL_CACHED_BYTES = 600_000_000
 """All sessions' cached analyses together stay under this."""
-IDLE_SECONDS = 60
+IDLE_SECONDS = 30
 """An analysis unused this long is dropped (a rerun recomputes it in about 0.2 s of CPU)."""
 
 

@@ -155,9 +155,9 @@ class Classifier:
         """Verdict and Grad-CAM from one forward and one backward pass.
 
         The verdict always comes from the full image. With ``display_side``, the image and its
-        heatmap are returned no larger than that on their longer side (for a screen: a fraction of
-        the memory and of the work of up-sampling and encoding); otherwise the heatmap is at the
-        image's own resolution.
+        heatmap are returned no larger than that on their longer side, the heatmap as float16 (for a
+        screen, which shows 256 levels: a fraction of the memory and of the work of up-sampling and
+        encoding); otherwise the heatmap is float32 at the image's own resolution.
         """
         from .gradcam import heatmap
 
@@ -171,7 +171,8 @@ class Classifier:
             if max(pixels.shape[:2]) > display_side:  # shrunk for a screen, never enlarged
                 pixels = fit_longer_side(pixels, display_side)
             height, width = pixels.shape[:2]
-        return Analysis(prediction, heatmap(cams[0], height, width, self.contract.frame_scale), pixels)
+        cam = heatmap(cams[0], height, width, self.contract.frame_scale)
+        return Analysis(prediction, cam if display_side is None else cam.astype(np.float16), pixels)
 
     def gradcam(self, image: ImageSource | DecodedImage) -> np.ndarray:
         """Grad-CAM for the predicted class: float32 H x W in [0, 1] at the image's resolution."""

@@ -266,6 +266,7 @@ def test_a_sessions_cache_is_bounded_by_bytes_and_holds_display_sized_images(
         <= ui.DISPLAY_SIDE
         < max(analysis.prediction.facts["width"], analysis.prediction.facts["height"])
     )
+    assert analysis.heatmap.dtype == np.float16 and analysis.heatmap.shape == analysis.pixels.shape[:2]
     monkeypatch.setattr(ui.ANALYSES, "per_session", analysis.nbytes + 1)
     others = sorted((data_root / "test" / "NORMAL").iterdir())[:3]
     app.get("file_uploader")[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in others])
