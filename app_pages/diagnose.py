@@ -54,7 +54,7 @@ def show(index: int, name: str, data: bytes) -> None:
     analysis = at_setting(ui.analyze_cached(data))
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key=f"opacity_{index}")
     left, right = st.columns(2)
-    # JPEG for the screen (a tenth of a PNG's bytes, which the server keeps per session); the report is PNG
+    # JPEG for the screen: far fewer bytes than PNG for the server to keep per session; the report is PNG
     left.image(analysis.pixels, caption="Image as read", width="stretch", clamp=True, output_format="JPEG")
     right.image(
         api.overlay(analysis.pixels, analysis.heatmap, opacity),
