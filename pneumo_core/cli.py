@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .data import DATA_HELP
 from .errors import InputError, ModelLoadError
@@ -23,6 +24,18 @@ def _fraction(text: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
     return value
+
+
+def _save(path: str, write: Callable[[TextIO], object]) -> bool:
+    """Write an output file; if it cannot be written, say so in one line and return False (the
+    command still prints its results, so the work is not lost)."""
+    try:
+        with open(path, "w", newline="") as handle:
+            write(handle)
+    except OSError as exc:
+        print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _progress(verb: str):
@@ -56,14 +69,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 result = result.at_prevalence(args.prevalence)
             probability = f"{result.probability_pneumonia:.4f}"
             rows.append({"path": str(path), "probability_pneumonia": probability, "label": result.label, "error": ""})
-    if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            write_csv(handle, CSV_COLUMNS, rows)
+    saved = not args.csv or _save(args.csv, lambda handle: write_csv(handle, CSV_COLUMNS, rows))
     write_csv(sys.stdout, CSV_COLUMNS, rows)
     rejected = sum(1 for row in rows if row["error"])
     if rejected:
         print(f"{rejected} of {len(rows)} inputs could not be scored (see the error column)", file=sys.stderr)
-    return 1 if rejected else 0
+    return 2 if not saved else 1 if rejected else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -94,10 +105,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = summary(evaluate(y_true, y_prob, threshold=classifier.contract.operating_threshold))
     report.update({"model": classifier.name, "rejected": len(rejected), "rejected_paths": rejected})
     text = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text)
+    saved = not args.json or _save(args.json, lambda handle: handle.write(text))
     print(text)
-    return 0
+    return 0 if saved else 2
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -159,8 +169,7 @@ def cmd_check_site(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.to_json(), indent=2))
+    saved = not args.json or _save(args.json, lambda handle: json.dump(result.to_json(), handle, indent=2))
     for item in result.rejected:
         print(f"left out {item['name']}: {item['reason']}")
     print(result.summary())
@@ -168,7 +177,7 @@ def cmd_check_site(args: argparse.Namespace) -> int:
         print("most atypical images (distance to the reference; share of reference images closer):")
         for item in result.most_atypical:
             print(f"  {item['atypicality']:7.2f}  {item['reference_percentile']:5.1f}%  {item['name']}")
-    return 0
+    return 0 if saved else 2
 
 
 def cmd_site_reference(args: argparse.Namespace) -> int:

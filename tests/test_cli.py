@@ -98,6 +98,20 @@ def test_evaluate_json(tmp_path: Path, data_root: Path) -> None:
     assert report["auc"] > 0.8
 
 
+@pytest.mark.parametrize("command", ["predict", "check-site", "evaluate"])
+def test_an_output_file_that_cannot_be_written_is_a_message_and_the_results_still_print(
+    command: str, data_root: Path, tmp_path: Path
+) -> None:
+    """The output path is a folder: one line says so, the results still reach stdout, exit 2."""
+    flag = "--csv" if command == "predict" else "--json"
+    target = str(data_root / "test") if command != "predict" else str(data_root / "test" / "NORMAL")
+    result = cli(command, target, flag, str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: cannot write {tmp_path}" in result.stderr
+    expected = {"predict": "path,probability_pneumonia", "check-site": "Site check (", "evaluate": '"auc"'}
+    assert expected[command] in result.stdout
+
+
 def test_missing_model_is_a_message_not_a_traceback(normal_image: Path, tmp_path: Path) -> None:
     result = cli("predict", str(normal_image), "--model", "no-such-model")
     assert result.returncode == 2 and "error:" in result.stderr and "Traceback" not in result.stderr
