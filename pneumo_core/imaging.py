@@ -377,7 +377,10 @@ def frame_box(scale: float, height: int, width: int) -> tuple[int, int, int, int
 
 
 def fit_longer_side(pixels: np.ndarray, side: int) -> np.ndarray:
-    """``pixels`` resized (area-averaged) so that the longer side is ``side``, aspect kept."""
+    """``pixels`` resized (area-averaged) so that the longer side is ``side``, aspect kept. OpenCV
+    cannot resize float16 (a display heatmap's type): such arrays come back as float32."""
+    if pixels.dtype == np.float16:
+        pixels = pixels.astype(np.float32)
     height, width = pixels.shape[:2]
     scale = side / max(height, width)
     return cv2.resize(

@@ -46,8 +46,10 @@ def test_prediction_at_another_prevalence_keeps_the_verdict() -> None:
         prediction(0.5).at_prevalence(0.3)  # no recorded calibration prevalence
 
 
-def test_report_png_is_a_readable_image(tiny_classifier: Classifier, normal_image: Path) -> None:
-    png = report_png(tiny_classifier.analyze(normal_image), model_name="tiny", source_name="chest.jpeg")
+@pytest.mark.parametrize("display_side", [None, 64])  # 64: the app's display-sized analysis (float16 heatmap)
+def test_report_png_is_a_readable_image(tiny_classifier: Classifier, normal_image: Path, display_side) -> None:
+    analysis = tiny_classifier.analyze(normal_image, display_side=display_side)
+    png = report_png(analysis, model_name="tiny", source_name="chest.jpeg")
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert image is not None and image.shape[0] > 500 and image.shape[1] > 1000
 
