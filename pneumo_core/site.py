@@ -198,12 +198,13 @@ class ShiftTest:
         _, influence = _conditional_means(self._z, reference_responsibilities, weights)
         batch_covariance = (weights[:, None] * influence).T @ influence / len(influence) / len(z)
         difference = means - self._conditional_means
-        p_values = []
+        p_values, tested = [], 0
         for label, block in enumerate(_blocks(z.shape[1])):
             in_class = responsibilities.sum() if label == 1 else (1 - responsibilities).sum()
             if in_class < MIN_PER_CLASS:
                 p_values.append(1.0)
                 continue
+            tested += 1
             covariance = self._design_effects[label] * batch_covariance[block, block]
             covariance = covariance + self._reference_covariance[block, block]
             t2 = float(difference[block] @ np.linalg.pinv(covariance, rcond=1e-10) @ difference[block])
@@ -211,8 +212,7 @@ class ShiftTest:
             denominator = max(1, nu - k + 1)
             p_values.append(float(stats.f.sf(t2 * denominator / (k * nu), k, denominator)))
         deviation = self._project_out @ self.whitened(embeddings).mean(axis=0)
-        tested = sum(p < 1.0 for p in p_values) or 1
-        return min(1.0, tested * min(p_values)), (p_values[0], p_values[1]), deviation
+        return min(1.0, max(1, tested) * min(p_values)), (p_values[0], p_values[1]), deviation
 
     def atypicality(self, embeddings: np.ndarray) -> np.ndarray:
         """``(N,)`` Mahalanobis distance of each image to the nearer class of the reference."""
