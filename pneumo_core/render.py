@@ -57,7 +57,7 @@ def write_csv(handle: Any, columns: list[str], rows: list[dict[str, Any]]) -> No
 def overlay(pixels: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> np.ndarray:
     """Blend a [0, 1] heatmap (any size) over a grayscale image; returns uint8 RGB (H x W x 3)."""
     height, width = pixels.shape[:2]
-    heatmap = heatmap.astype(np.float32, copy=False)  # float16 arithmetic is emulated: 5x slower
+    heatmap = heatmap.astype(np.float32, copy=False)  # float16 arithmetic is emulated in software: slow
     if heatmap.shape != (height, width):
         heatmap = cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR)
     colored = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), cv2.COLORMAP_JET)
