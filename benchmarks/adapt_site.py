@@ -51,7 +51,9 @@ def main() -> None:
         print(f"   site-adapted, out of fold: {summary_line(result.metadata['test'])}")
         print(f"   before ({base.name}):        {summary_line(adaptation['before'])}")
         if adaptation.get("home"):
-            print(f"   at home (validation split): {summary_line(adaptation['home'])}")
+            print(f"   at home (validation patients not replayed): {summary_line(adaptation['home'])}")
+        print(f"   replay weight {adaptation['replay_weight']} on {adaptation['replayed_home_images']} home images "
+              f"(per fold: {adaptation['replay_weight_per_fold']}), regularisation {adaptation['regularisation']}")  # fmt: skip
         for point in adaptation["learning_curve"]:
             print(f"   learning curve, {point['images']:4d} images: AUC {point['auc']:.3f}, accuracy "
                   f"{100 * point['accuracy']:.1f}%, specificity {100 * point['specificity']:.1f}%")  # fmt: skip

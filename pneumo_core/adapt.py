@@ -3,12 +3,17 @@ cross-validation.
 
 The method: the base network stays as it is; a new head, an L2-regularised logistic regression on
 the network's own embeddings (the input gate's features), is fitted to the site's images, with a
-temperature and an operating threshold. Everything that is chosen is chosen inside the training part
-of each fold: the head's regularisation by inner patient-grouped cross-validation (log-loss), the
-temperature on the inner out-of-fold logits, and the threshold by the default model's rule (the
-highest with sensitivity >= 97%) on the inner out-of-fold probabilities. The outer folds give one
-prediction per image from a model that never saw that patient. The registered model is then fitted
-on all the site's images the same way.
+temperature and an operating threshold. So that the head keeps working on the images the base model
+was made for, it also learns from "home" images replayed beside the site's: half of the base model's
+validation patients (from its site reference), weighted as a share of the site's images. Everything
+that is chosen is chosen inside the training part of each fold, by inner patient-grouped
+cross-validation: among the regularisation and replay weights whose inner out-of-fold AUC on the
+replayed home images reaches ``HOME_AUC``, the one with the lowest site log-loss (after a
+temperature); the temperature on the inner out-of-fold site logits, and the threshold by the default
+model's rule (the highest with sensitivity >= 97%) on the inner out-of-fold site probabilities. The
+outer folds give one prediction per image from a model that never saw that patient, and the other
+half of the home patients, never replayed, says how the adapted model does at home. The registered
+model is then fitted on all the site's images the same way.
 
 The adapted model is an ordinary registry model: the base network with the head as its last layer,
 a contract, an input gate refitted on the site's and the reference's images, the site's images as
@@ -35,6 +40,12 @@ from .progress import EventHandler, StopCheck, check_stop, emit, stage
 
 REGULARISATION = (0.01, 0.1, 1.0)
 """Inverse L2 strengths (scikit-learn's ``C``) the inner cross-validation chooses among."""
+REPLAY_WEIGHTS = (0.0, 0.25, 1.0)
+"""Total weight of the replayed home images, as a share of the site images' (each site image weighs
+1), that the inner cross-validation chooses among."""
+HOME_AUC = 0.99
+"""The inner out-of-fold AUC on replayed home images a head must keep to be preferred. When no
+candidate keeps it, the site comes first: the lowest site log-loss of all is chosen."""
 TARGET_SENSITIVITY = 0.97
 MIN_IMAGES = 20
 MIN_PER_CLASS = 5
@@ -145,6 +156,7 @@ class Head:
     temperature: float = 1.0
     threshold: float = 0.5
     regularisation: float = 0.1
+    replay_weight: float = 0.0
 
     def logits(self, embeddings: np.ndarray) -> np.ndarray:
         return ((np.asarray(embeddings, np.float64) - self.centre) / self.scale) @ self.weights + self.bias
@@ -153,14 +165,45 @@ class Head:
         return sigmoid(self.logits(embeddings), self.temperature)
 
 
-def _logistic(x: np.ndarray, y: np.ndarray, regularisation: float) -> Head:
+@dataclass
+class Replay:
+    """Home images replayed beside a site's: embeddings ``(m, D)``, labels and patient groups."""
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+
+    def part(self, rows: np.ndarray) -> Replay:
+        return Replay(self.embeddings[rows], self.labels[rows], self.groups[rows])
+
+
+def split_home(reference: Any, seed: int) -> tuple[Replay, Replay]:
+    """A base model's site reference (its validation patients) halved by patient: the half replayed
+    while adapting, and the half kept to score the adapted model at home."""
+    home = Replay(np.asarray(reference.embeddings, np.float64), reference.labels, reference.groups)
+    replayed, kept = _folds(home.labels, home.groups, 2, seed)[0]
+    return home.part(replayed), home.part(kept)
+
+
+def _logistic(
+    x: np.ndarray, y: np.ndarray, regularisation: float, replay: Replay | None = None, replay_weight: float = 0.0
+) -> Head:
+    """Fit the head on the site's images, and the replayed home images at ``replay_weight`` of their
+    total weight when given."""
     from sklearn.linear_model import LogisticRegression
 
+    weights = np.ones(len(y))
+    if replay is not None and replay_weight > 0:
+        x, y = np.vstack([x, replay.embeddings]), np.concatenate([y, replay.labels])
+        weights = np.concatenate(
+            [weights, np.full(len(replay.labels), replay_weight * len(weights) / len(replay.labels))]
+        )
     centre, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
-    model = LogisticRegression(C=regularisation, max_iter=3000).fit((x - centre) / scale, y)
+    model = LogisticRegression(C=regularisation, max_iter=3000).fit((x - centre) / scale, y, sample_weight=weights)
     return Head(
-        centre, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]), regularisation=regularisation
-    )
+        centre, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]),
+        regularisation=regularisation, replay_weight=replay_weight if replay is not None else 0.0,
+    )  # fmt: skip
 
 
 def _folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -170,31 +213,48 @@ def _folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> list[tuple[n
     return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups))
 
 
-def _out_of_fold_logits(x, y, groups, regularisation: float, k: int, seed: int) -> np.ndarray:
+def _out_of_fold_logits(
+    x, y, groups, regularisation: float, k: int, seed: int, replay: Replay | None = None, replay_weight: float = 0.0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Out-of-fold logits of the site's images and, with ``replay``, of the replayed home images:
+    fold i holds out site fold i and home fold i, so no patient scores with a head that saw it."""
     logits = np.zeros(len(y))
-    for train, held_out in _folds(y, groups, k, seed):
-        logits[held_out] = _logistic(x[train], y[train], regularisation).logits(x[held_out])
-    return logits
+    splits = _folds(y, groups, k, seed)
+    home_splits = _folds(replay.labels, replay.groups, len(splits), seed) if replay is not None else []
+    home_logits = np.zeros(len(replay.labels)) if replay is not None else None
+    for index, (train, held_out) in enumerate(splits):
+        home_train, home_held_out = home_splits[index % len(home_splits)] if replay is not None else (None, None)
+        head = _logistic(
+            x[train], y[train], regularisation, replay.part(home_train) if replay is not None else None, replay_weight
+        )
+        logits[held_out] = head.logits(x[held_out])
+        if replay is not None:
+            home_logits[home_held_out] = head.logits(replay.embeddings[home_held_out])
+    return logits, home_logits
 
 
 def fit_head(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, inner_folds: int = 5, seed: int = 0,
-    regularisation: Sequence[float] = REGULARISATION,
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, replay: Replay | None = None, inner_folds: int = 5,
+    seed: int = 0, regularisation: Sequence[float] = REGULARISATION, replay_weights: Sequence[float] = REPLAY_WEIGHTS,
 ) -> Head:  # fmt: skip
-    """Choose the regularisation by inner grouped CV log-loss (after a temperature), then fit on all
-    of ``x``; temperature and threshold come from the chosen candidate's inner out-of-fold logits."""
-    from sklearn.metrics import log_loss
+    """Choose the regularisation and replay weight by inner grouped CV (see the module's docstring),
+    then fit on all of ``x`` (and ``replay``); temperature and threshold come from the chosen
+    candidate's inner out-of-fold site logits."""
+    from sklearn.metrics import log_loss, roc_auc_score
 
     best = None
     for strength in regularisation:
-        logits = _out_of_fold_logits(x, y, groups, strength, inner_folds, seed)
-        temperature = fit_temperature(y, logits)
-        loss = log_loss(y, np.clip(sigmoid(logits, temperature), 1e-7, 1 - 1e-7), labels=[0, 1])
-        if best is None or loss < best[0]:
-            best = (loss, strength, logits, temperature)
-    _, strength, logits, temperature = best
+        for weight in replay_weights if replay is not None else (0.0,):
+            logits, home_logits = _out_of_fold_logits(x, y, groups, strength, inner_folds, seed, replay, weight)
+            temperature = fit_temperature(y, logits)
+            loss = log_loss(y, np.clip(sigmoid(logits, temperature), 1e-7, 1 - 1e-7), labels=[0, 1])
+            home_auc = roc_auc_score(replay.labels, home_logits) if replay is not None else 1.0
+            rank = (home_auc < HOME_AUC, loss)  # heads that keep HOME_AUC at home first, then by site log-loss
+            if best is None or rank < best[0]:
+                best = (rank, strength, weight, logits, temperature)
+    _, strength, weight, logits, temperature = best
     threshold, _ = choose_threshold(y, sigmoid(logits, temperature), target_sensitivity=TARGET_SENSITIVITY)
-    head = _logistic(x, y, strength)
+    head = _logistic(x, y, strength, replay, weight)
     head.temperature, head.threshold = temperature, threshold
     return head
 
@@ -207,6 +267,7 @@ class CrossValidation:
     thresholds: np.ndarray
     fold: np.ndarray
     regularisation: list[float]
+    replay_weight: list[float]
     report: dict[str, Any]
     learning_curve: list[dict[str, Any]] = field(default_factory=list)
 
@@ -222,28 +283,30 @@ def _subsample(rng: np.random.Generator, y: np.ndarray, n: int) -> np.ndarray:
 
 
 def cross_validate(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, folds: int = 5, seed: int = 0,
-    on_event: EventHandler | None = None, should_stop: StopCheck | None = None,
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, replay: Replay | None = None, folds: int = 5,
+    seed: int = 0, on_event: EventHandler | None = None, should_stop: StopCheck | None = None,
 ) -> CrossValidation:  # fmt: skip
     """Patient-grouped K-fold estimate of adapting to these images, with a learning curve."""
     splits = _folds(y, groups, folds, seed)
     probabilities, thresholds, fold = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), int)
-    strengths = []
+    strengths, replay_weights = [], []
     sizes = [n for n in LEARNING_CURVE if n < len(y) * (1 - 1 / len(splits))]
     curve: dict[int, tuple[np.ndarray, np.ndarray]] = {n: (np.full(len(y), np.nan), np.zeros(len(y))) for n in sizes}
     rng = np.random.default_rng(seed)
     for index, (train, held_out) in enumerate(splits):
         check_stop(should_stop)
         emit(on_event, "fold", fold=index + 1, folds=len(splits))
-        head = fit_head(x[train], y[train], groups[train], seed=seed + index + 1)
+        head = fit_head(x[train], y[train], groups[train], replay=replay, seed=seed + index + 1)
         probabilities[held_out] = head.probabilities(x[held_out])
         thresholds[held_out], fold[held_out] = head.threshold, index
         strengths.append(head.regularisation)
+        replay_weights.append(head.replay_weight)
         for n in sizes:
             part = train[_subsample(rng, y[train], n)]
             small = fit_head(
-                x[part], y[part], groups[part], seed=seed + index + 1, regularisation=[head.regularisation]
-            )
+                x[part], y[part], groups[part], replay=replay, seed=seed + index + 1,
+                regularisation=[head.regularisation], replay_weights=[head.replay_weight],
+            )  # fmt: skip
             curve[n][0][held_out] = small.probabilities(x[held_out])
             curve[n][1][held_out] = small.threshold
     report = evaluate(y, probabilities, threshold=thresholds, seed=seed)
@@ -254,7 +317,7 @@ def cross_validate(
     at = summary(report)
     points.append({"images": round(len(y) * (1 - 1 / len(splits))), "all": True,
                    **{k: at[k] for k in ("auc", "accuracy", "sensitivity", "specificity", "ece")}})  # fmt: skip
-    return CrossValidation(probabilities, thresholds, fold, strengths, report, points)
+    return CrossValidation(probabilities, thresholds, fold, strengths, replay_weights, report, points)
 
 
 def build_adapted_network(base_model: Any, contract: ModelContract, head: Head) -> Any:
@@ -338,23 +401,23 @@ def adapt(
 
     before_probabilities = sigmoid(embedded.logits, base.contract.temperature)
     before = evaluate(y, before_probabilities, threshold=base.contract.operating_threshold, seed=seed)
+    reference = SiteReference.load(base.path / REFERENCE_FILE)
+    replay, kept_home = split_home(reference, seed) if reference is not None else (None, None)
     stage(on_event, should_stop, f"Cross-validating on {len(y)} images of {groups.max() + 1} patients")
-    cv = cross_validate(x, y, groups, folds=folds, seed=seed, on_event=on_event, should_stop=should_stop)
+    cv = cross_validate(
+        x, y, groups, replay=replay, folds=folds, seed=seed, on_event=on_event, should_stop=should_stop
+    )  # fmt: skip
     stage(on_event, should_stop, "Fitting the adapted model on every site image")
-    head = fit_head(x, y, groups, seed=seed)
+    head = fit_head(x, y, groups, replay=replay, seed=seed)
 
     home = None
-    reference = SiteReference.load(base.path / REFERENCE_FILE)
-    if reference is not None:  # the base model's validation split: does the adapted model still work at home?
+    if kept_home is not None:  # the base model's validation patients never replayed: does it still work at home?
         home = summary(
             evaluate(
-                reference.labels,
-                head.probabilities(reference.embeddings),
-                threshold=head.threshold,
-                n_resamples=300,
-                seed=seed,
+                kept_home.labels, head.probabilities(kept_home.embeddings), threshold=head.threshold,
+                n_resamples=300, seed=seed,
             )
-        )
+        )  # fmt: skip
 
     contract = base.contract.with_calibration(
         operating_threshold=head.threshold,
@@ -378,7 +441,13 @@ def adapt(
         "evaluation_kind": EVALUATION_KIND,
         "adaptation": {
             "base_model": base.name,
-            "method": "logistic-regression head on the base network's embeddings; regularisation, temperature "
+            "method": "logistic-regression head on the base network's embeddings, fitted on the site's images "
+            "and half of the base model's validation patients replayed beside them; regularisation, replay "
+            f"weight, temperature and threshold chosen inside each fold by inner patient-grouped "
+            f"cross-validation (the lowest site log-loss among heads keeping an AUC of {HOME_AUC} on the "
+            "replayed images)"
+            if replay is not None
+            else "logistic-regression head on the base network's embeddings; regularisation, temperature "
             "and threshold chosen inside each fold by inner patient-grouped cross-validation",
             "source": source,
             "images": len(y),
@@ -390,6 +459,9 @@ def adapt(
             "seed": seed,
             "regularisation_per_fold": cv.regularisation,
             "regularisation": head.regularisation,
+            "replayed_home_images": len(replay.labels) if replay is not None else 0,
+            "replay_weight_per_fold": cv.replay_weight,
+            "replay_weight": head.replay_weight,
             "learning_curve": cv.learning_curve,
             "before": summary(before),
             "home": home,
@@ -425,9 +497,9 @@ def read_site(folder: Path | None = None, csv_file: Path | None = None) -> list[
 
 __all__ = [
     "AdaptJob",
-    "AdaptResult", "CrossValidation", "Head", "LabelledImage", "SiteDataError", "adapt",
+    "AdaptResult", "CrossValidation", "Head", "LabelledImage", "Replay", "SiteDataError", "adapt",
     "build_adapted_network", "check_site_data", "cross_validate", "fit_head", "from_archive", "from_csv",
-    "from_folder", "read_site",
+    "from_folder", "read_site", "split_home",
 ]  # fmt: skip
 
 

@@ -224,7 +224,10 @@ def adapted_figures(metadata: dict) -> list[dict[str, str]]:
     for label, report in (
         (f"{metadata['name']}: site-adapted, out of fold", metadata["test"]),
         (f"{adaptation['base_model']} before adapting (same images)", adaptation["before"]),
-        (f"{metadata['name']} at home ({adaptation['base_model']}'s validation split)", adaptation.get("home")),
+        (
+            f"{metadata['name']} at home ({adaptation['base_model']}'s validation patients, not replayed)",
+            adaptation.get("home"),
+        ),
     ):
         if report:
             rows.append({

@@ -364,7 +364,9 @@ def adapted_model_card(metadata: dict[str, Any]) -> str:
         "",
         f"- {adaptation['method']}.",
         f"- Inverse regularisation chosen: {adaptation['regularisation']} (per outer fold: "
-        f"{', '.join(str(c) for c in adaptation['regularisation_per_fold'])}); temperature "
+        f"{', '.join(str(c) for c in adaptation['regularisation_per_fold'])}); replay weight "
+        f"{adaptation.get('replay_weight', 0.0)} on {adaptation.get('replayed_home_images', 0)} home images (per "
+        f"outer fold: {', '.join(str(w) for w in adaptation.get('replay_weight_per_fold', []))}); temperature "
         f"{contract['temperature']:.3f}; operating threshold {contract['operating_threshold']:.3f} "
         f"({metadata['threshold_method']}).",
         f"- Probabilities are calibrated for this site's share of pneumonia ({_pct(contract['calibration_prevalence'])}).",
@@ -394,7 +396,7 @@ def adapted_model_card(metadata: dict[str, Any]) -> str:
         "| --- | --- | --- |",
         *_summary_rows(adaptation["before"]),
         "",
-        "## At home: the base model's validation split (patients neither model fitted)",
+        "## At home: the base model's validation patients that were not replayed (neither model fitted them)",
         "",
         "| Metric | Value | 95% CI (bootstrap) |",
         "| --- | --- | --- |",

@@ -230,7 +230,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     print(f"before ({adaptation['base_model']} on the same images):")
     print(f"  {summary_line(adaptation['before'])}")
     if adaptation.get("home"):
-        print(f"at home ({adaptation['base_model']}'s validation split):")
+        print(f"at home ({adaptation['base_model']}'s validation patients, not replayed):")
         print(f"  {summary_line(adaptation['home'])}")
     print("learning curve (site images used: accuracy, specificity):")
     for point in adaptation["learning_curve"]:

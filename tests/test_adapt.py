@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from pneumo_core.adapt import (
+    Replay,
     SiteDataError,
     _folds,
     build_adapted_network,
@@ -22,6 +23,7 @@ from pneumo_core.adapt import (
     from_archive,
     from_csv,
     from_folder,
+    split_home,
 )
 
 
@@ -112,6 +114,46 @@ def test_cross_validation_scores_every_image_out_of_fold_and_learns_with_more_im
     assert cv.learning_curve[0]["auc"] < cv.learning_curve[-1]["auc"]
     head = fit_head(x[:300], y[:300], groups[:300])
     assert 0 < head.threshold < 1 and head.temperature > 0 and head.regularisation in (0.01, 0.1, 1.0)
+
+
+def test_replaying_home_images_keeps_the_head_working_at_home_without_losing_the_site() -> None:
+    """A site whose images separate partly along another direction than home's: the site-only head
+    drifts off home's direction; replaying home images, at the weight inner CV picks, keeps an AUC
+    of 0.99 on home patients it never saw, and the site's AUC stays where it was."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+
+    def population(n: int, direction: np.ndarray):
+        y = (rng.random(n) < 0.6).astype(int)
+        return rng.normal(size=(n, 12)) + y[:, None] * direction, y, np.arange(n)
+
+    home, site = np.r_[3.5, 2.5, np.zeros(10)], np.r_[1.5, 1.0, 1.5, np.zeros(9)]
+    x, y, groups = population(200, site)
+    replay = Replay(*population(300, home))
+    home_x, home_y, _ = population(300, home)
+    site_x, site_y, _ = population(400, site)
+    alone, replayed = fit_head(x, y, groups), fit_head(x, y, groups, replay=replay)
+    assert alone.replay_weight == 0.0 and replayed.replay_weight > 0.0
+    assert roc_auc_score(home_y, alone.logits(home_x)) < 0.985
+    assert roc_auc_score(home_y, replayed.logits(home_x)) >= 0.99
+    assert abs(roc_auc_score(site_y, replayed.logits(site_x)) - roc_auc_score(site_y, alone.logits(site_x))) < 0.005
+    # no candidate keeps home's AUC (home's classes barely differ): the site decides alone
+    hopeless = Replay(*population(300, np.r_[0.3, np.zeros(11)]))
+    assert fit_head(x, y, groups, replay=hopeless).replay_weight == 0.0
+
+
+def test_home_is_halved_by_patient_into_replayed_and_kept() -> None:
+    from pneumo_core.site import SiteReference
+
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(60), 2)
+    labels = (patients % 3 > 0).astype(int)
+    reference = SiteReference(rng.normal(size=(120, 4)), labels, rng.random(120), patients)
+    replayed, kept = split_home(reference, seed=0)
+    assert len(replayed.labels) + len(kept.labels) == 120 and abs(len(replayed.labels) - 60) <= 6
+    assert set(replayed.groups).isdisjoint(kept.groups)
+    assert 0 < replayed.labels.mean() < 1 and 0 < kept.labels.mean() < 1
 
 
 def test_the_adapted_network_computes_the_head_on_the_base_embeddings(tiny_classifier) -> None:

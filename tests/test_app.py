@@ -241,7 +241,8 @@ def test_retrain_adapts_to_a_site_from_a_zip_and_asks_before_making_it_default(
     assert not app.exception and job.state == "done", job.message
     assert "site-adapted, out of fold" in app.success[0].value
     table = app.dataframe[0].value
-    assert list(table["images"]) == ["64", "64", "686"] and "before adapting" in table["what"].iloc[1]
+    assert list(table["images"]) == ["64", "64", "343"] and "before adapting" in table["what"].iloc[1]
+    assert "validation patients, not replayed" in table["what"].iloc[2]
     promote = app.button(key="ad_promote")
     assert promote.disabled  # not without the confirmation
     app.checkbox(key="ad_sure").check().run()
