@@ -62,7 +62,7 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> np
         heatmap = cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR)
     colored = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), cv2.COLORMAP_JET)
     colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
-    base = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB) if pixels.ndim == 2 else pixels
+    base = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
     opacity = float(np.clip(opacity, 0.0, 1.0))
     return cv2.addWeighted(base, 1.0 - opacity, colored, opacity, 0.0)
 

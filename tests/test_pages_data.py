@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import cv2
@@ -201,6 +202,18 @@ def test_overlay_blends_in_rgb_at_the_given_opacity() -> None:
     np.testing.assert_array_equal(overlay(gray, hot, 7.0), full)  # opacity is clipped to [0, 1]
     half = overlay(gray, np.zeros((4, 6), np.float32), 0.5)  # cold: JET's dark blue (0, 0, 128)
     np.testing.assert_array_equal(half[0, 0], [50, 50, 114])
+    np.testing.assert_array_equal(overlay(gray, hot * 1.5, 1.0), full)  # heat above 1 is clipped, not wrapped
+    np.testing.assert_array_equal(overlay(gray, hot), overlay(gray, hot, 0.4))  # the page's default opacity
+
+
+def test_the_disclaimers_words() -> None:
+    from pneumo_core.render import DISCLAIMER, DISCLAIMER_LONG
+
+    assert DISCLAIMER == "A demo and teaching tool, not a medical device."
+    assert (
+        DISCLAIMER_LONG
+        == "A demo and teaching tool, not a medical device. Do not use it for decisions about real patients."
+    )
 
 
 def test_report_lines_say_verdict_probability_threshold_prevalence_model_and_disclaimer() -> None:
@@ -219,6 +232,9 @@ def test_report_lines_say_verdict_probability_threshold_prevalence_model_and_dis
     ]
     unstated = Analysis(Prediction(0.2, "NORMAL", "likely normal", 0.5), analysis.heatmap, analysis.pixels)
     assert report_lines(unstated, model_name="m", source_name="a")[1] == "Operating threshold 50.0%   Model: m"
+    assert re.fullmatch(
+        r"Image: a   Generated \d{4}-\d\d-\d\d \d\d:\d\d", report_lines(unstated, model_name="m", source_name="a")[2]
+    )
 
 
 def test_report_png_lays_out_the_image_and_its_overlay_side_by_side() -> None:
