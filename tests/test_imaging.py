@@ -225,7 +225,7 @@ def test_dicom_with_a_damaged_element_is_refused(radiograph_12bit: np.ndarray) -
     assert data.count(view_position) == 1
     with pytest.raises(InputError) as info:
         decode(data.replace(view_position, b"\x18\x00\x01\x51ES"))
-    assert info.value.code == "corrupt" and "DICOM" in info.value.message
+    assert (info.value.code, info.value.message) == ("corrupt", "The DICOM file is damaged and cannot be read.")
 
 
 def test_dicom_multiframe(radiograph_12bit: np.ndarray) -> None:
@@ -484,3 +484,115 @@ def test_exactly_the_pixel_limit_is_not_a_bomb() -> None:
     with pytest.raises(InputError) as info:
         decode(_png_header_only(8000, 7500))  # 60,000,000 pixels: past the limit check, then damaged
     assert info.value.code != "too_many_pixels"
+
+
+# --- behaviours the mutation benchmark found unpinned (benchmarks/mutation.py) -------------------
+
+
+def test_the_file_names_read_as_images_and_pydicom_kept_quiet() -> None:
+    import logging
+
+    from pneumo_core.inputs import is_image_name
+
+    for name in ("a.jpg", "a.JPEG", "a.png", "a.dcm", "a.DICOM", "IMG0001"):
+        assert is_image_name(name), name
+    for name in ("a.gif", "a.txt", ".hidden.png"):
+        assert not is_image_name(name), name
+    # pydicom's warnings quote element values, which may hold patient data
+    assert logging.getLogger("pydicom").level == logging.ERROR
+
+
+def test_sizes_and_signatures_at_their_edges() -> None:
+    from pneumo_core.imaging import too_large_message
+
+    assert too_large_message(50_050_010).startswith("The file is 50.1 MB;")  # decimal megabytes
+    assert sniff_format(b"\x00" * 128 + b"DICM") == "DICOM"  # the shortest DICOM signature
+    assert sniff_format(b"\x00" * 128 + b"DICX" + b"\x00" * 100) is None
+    assert _refusal(b"plain text, long enough to reach a DICOM preamble. " * 5)[0] == "unsupported_format"
+
+
+def test_the_pixel_limit_guards_dicom_and_arrays_too(radiograph_12bit: np.ndarray) -> None:
+    """Pillow has its own bomb guard for JPEG and PNG; DICOM headers and arrays have only ours."""
+    import pydicom
+
+    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset.Rows, dataset.Columns = 8000, 7501  # declared, not stored: refused before decoding
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    assert _refusal(buffer.getvalue()) == (
+        "too_many_pixels",
+        "The image declares more than 60 million pixels, far beyond any radiograph; it was refused without "
+        "decoding. Export it at a normal resolution.",
+    )
+    assert _refusal(np.zeros((7746, 7746), np.uint8))[0] == "too_many_pixels"
+
+
+def test_dicom_refusals_say_exactly_what_is_wrong(radiograph_12bit: np.ndarray) -> None:
+    import pydicom
+
+    assert _refusal(make_dicom(None)) == (
+        "dicom_no_pixels",
+        "This DICOM file holds no image (no pixel data): it may be a report or structured document. Export "
+        "the image series instead.",
+    )
+    assert _refusal(make_dicom(radiograph_12bit, frames=2)) == (
+        "dicom_multiframe",
+        "This DICOM holds 2 frames (a cine, tomosynthesis or volume series); a single frontal chest radiograph "
+        "is needed. Export one frame.",
+    )
+    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset.PixelData = dataset.PixelData[:100]  # far fewer bytes than Rows x Columns declare
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    code, message = _refusal(buffer.getvalue())
+    assert code == "dicom_pixels_unreadable"
+    assert message.startswith("The DICOM pixel data cannot be decoded (transfer syntax: Explicit VR Little Endian;")
+    assert message.endswith("Export it uncompressed or as JPEG/PNG.")
+    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset.NumberOfFrames = 0  # a malformed count is read as one frame, not as many
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    assert decode(buffer.getvalue()).pixels.shape == radiograph_12bit.shape
+
+
+def test_colour_arrays_are_read_as_rgb_in_any_dtype() -> None:
+    red, blue = np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 200, 200
+    assert decode(red).pixels[0, 0] == round(0.299 * 200) and decode(blue).pixels[0, 0] == round(0.114 * 200)
+    assert decode(red).format == "array"
+    both = np.concatenate([red, blue], axis=1)  # red is the brighter gray, stretched to 255; blue to 0
+    for dtype in (np.float64, np.int32):
+        pixels = decode(both.astype(dtype)).pixels
+        assert (pixels[0, 0], pixels[0, -1]) == (255, 0), dtype
+    assert _refusal(np.zeros((64, 64, 5)))[0] == "bad_array"
+
+
+def test_colorfulness_ignores_alpha_and_reads_green_as_green(tmp_path: Path) -> None:
+    from pneumo_core.imaging import colorfulness
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    rgba = np.dstack([rgb, np.full((96, 96), 255, np.uint8)])
+    assert decode(encode(rgba, "PNG")).colorfulness == pytest.approx(colorfulness(rgb))
+    deep = rgb.astype(np.uint16) * 100  # 16-bit, colour at most 25,500 under an opaque alpha of 65,535
+    cv2.imwrite(str(tmp_path / "deep.png"), np.dstack([deep[..., ::-1], np.full((96, 96), 65535, np.uint16)]))
+    assert decode(tmp_path / "deep.png").colorfulness == pytest.approx(colorfulness(rgb), rel=1e-4)
+    green = np.zeros((8, 8, 3), np.uint8)
+    green[..., 1] = 200  # rg = -200, yb = 100
+    assert colorfulness(green) == pytest.approx(0.3 * np.hypot(200, 100))
+    top = np.zeros((8, 8, 3), np.uint16)
+    top[..., 0] = 256  # a maximum just over 255 is scaled to 255
+    assert colorfulness(top) == pytest.approx(0.3 * np.hypot(255, 127.5))
+
+
+def test_a_large_colour_jpeg_keeps_its_colour() -> None:
+    """Large JPEGs are decoded at a reduced scale; the colour must survive it, or a photograph would
+    slip past the gate's colour rule."""
+    from pneumo_core.imaging import colorfulness
+
+    photo = np.zeros((1200, 1200, 3), np.uint8)
+    photo[:, :600] = (200, 40, 40)
+    photo[:, 600:] = (40, 160, 60)
+    decoded = decode(encode(photo, "JPEG", quality=95))
+    assert decoded.pixels.shape == (600, 600) and decoded.facts["mode"] == "RGB"
+    assert decoded.colorfulness == pytest.approx(colorfulness(photo), rel=0.05)
