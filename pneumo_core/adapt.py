@@ -23,6 +23,7 @@ its site reference, and the out-of-fold predictions as its stored evaluation.
 from __future__ import annotations
 
 import csv
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -220,16 +221,16 @@ def _out_of_fold_logits(
     fold i holds out site fold i and home fold i, so no patient scores with a head that saw it."""
     logits = np.zeros(len(y))
     splits = _folds(y, groups, k, seed)
-    home_splits = _folds(replay.labels, replay.groups, len(splits), seed) if replay is not None else []
-    home_logits = np.zeros(len(replay.labels)) if replay is not None else None
-    for index, (train, held_out) in enumerate(splits):
-        home_train, home_held_out = home_splits[index % len(home_splits)] if replay is not None else (None, None)
-        head = _logistic(
-            x[train], y[train], regularisation, replay.part(home_train) if replay is not None else None, replay_weight
-        )
+    if replay is None:
+        for train, held_out in splits:
+            logits[held_out] = _logistic(x[train], y[train], regularisation).logits(x[held_out])
+        return logits, None
+    home_logits = np.zeros(len(replay.labels))
+    home_splits = _folds(replay.labels, replay.groups, len(splits), seed)
+    for (train, held_out), (home_train, home_held_out) in zip(splits, itertools.cycle(home_splits)):
+        head = _logistic(x[train], y[train], regularisation, replay.part(home_train), replay_weight)
         logits[held_out] = head.logits(x[held_out])
-        if replay is not None:
-            home_logits[home_held_out] = head.logits(replay.embeddings[home_held_out])
+        home_logits[home_held_out] = head.logits(replay.embeddings[home_held_out])
     return logits, home_logits
 
 

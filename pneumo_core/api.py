@@ -220,12 +220,14 @@ def adapted_figures(metadata: dict) -> list[dict[str, str]]:
     """Rows for the page: the adapted model out of fold, the base model on the same images, and the
     adapted model at home, each with its number of images."""
     adaptation = metadata["adaptation"]
+    # models adapted before home images were replayed were scored on the whole validation split
+    home = "validation patients, not replayed" if "replayed_home_images" in adaptation else "validation split"
     rows = []
     for label, report in (
         (f"{metadata['name']}: site-adapted, out of fold", metadata["test"]),
         (f"{adaptation['base_model']} before adapting (same images)", adaptation["before"]),
         (
-            f"{metadata['name']} at home ({adaptation['base_model']}'s validation patients, not replayed)",
+            f"{metadata['name']} at home ({adaptation['base_model']}'s {home})",
             adaptation.get("home"),
         ),
     ):

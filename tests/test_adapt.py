@@ -230,3 +230,14 @@ def test_a_cancelled_adaptation_registers_nothing_and_is_not_an_error(
     failing = AdaptJob(tiny_classifier, from_folder(data_root / "val"), tmp_path / "few")
     failing.wait(120)
     assert failing.state == "failed" and "too few readable images" in failing.message
+
+
+def test_the_home_row_says_which_home_images_scored_it() -> None:
+    from pneumo_core.api import adapted_figures
+
+    report = {"n": 343, "auc": 0.99, "accuracy": 0.9, "sensitivity": 0.9, "specificity": 0.9, "ece": 0.02}
+    adaptation = {"base_model": "v3", "before": report, "home": report, "replayed_home_images": 343}
+    metadata = {"name": "v3-site", "test": report, "adaptation": adaptation}
+    assert adapted_figures(metadata)[2]["what"] == "v3-site at home (v3's validation patients, not replayed)"
+    del adaptation["replayed_home_images"]  # adapted before replay: scored on the whole validation split
+    assert adapted_figures(metadata)[2]["what"] == "v3-site at home (v3's validation split)"
