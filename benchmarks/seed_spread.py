@@ -8,7 +8,7 @@ another seed, into ``runs/seeds/`` unless ``--out`` says otherwise. ``--rule fix
 candidate registered in docs/experiments.md (2026-12-02 11:00 UTC): no early stopping and no plateau
 schedule; each member trains a fixed 12 epochs with the learning rate decayed by a cosine from the
 configuration's rate to a hundredth of it, and keeps its last weights. ``--rule bn-refresh`` is the
-next candidate (registered 2026-12-02 15:50 UTC): today's early stopping, but before each
+second (registered 2026-12-02 15:50 UTC; neither was adopted, see docs/experiments.md): today's early stopping, but before each
 validation pass every BatchNorm layer's moving statistics are re-estimated on ``REFRESH_IMAGES``
 training images, without augmentation (``refresh_batch_norm``). Candidates are applied here, by
 replacing ``fitting.epoch_callbacks`` (and, for bn-refresh, wrapping ``fitting._fit_member`` to
