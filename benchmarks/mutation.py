@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import ROOT, scratch_copy
 
 MUTMUT = "mutmut==2.5.1"
+STALL_SECONDS = 300
+"""mutmut gets started again after this long without output (longer than its own time-out of ten
+times the baseline test run for any module here)."""
 
 # module -> the test files that pin its behaviour (run for each of its mutants)
 MODULES: dict[str, list[str]] = {
@@ -68,11 +74,9 @@ def run_module(module: str, tests: list[str], mutmut: Path, python: Path, out: P
             shutil.copy(saved_cache, work / ".mutmut-cache")
             statuses = {int(k): v for k, v in previous["statuses"].items()}
         else:
-            subprocess.run(
+            run_mutmut(
                 [str(mutmut), "run", "--paths-to-mutate", f"pneumo_core/{module}.py", "--runner", " ".join(command)],
-                cwd=work,
-                capture_output=True,
-                text=True,
+                work,
             )
             statuses = dict(mutant_statuses(work / ".mutmut-cache"))
             shutil.copy(work / ".mutmut-cache", saved_cache)
@@ -115,6 +119,32 @@ def run_module(module: str, tests: list[str], mutmut: Path, python: Path, out: P
         "kill_rate": killed / total if total else None,
         "seconds": round(elapsed),
     }
+
+
+def run_mutmut(command: list[str], work: Path, stall: float = STALL_SECONDS, attempts: int = 5) -> None:
+    """``mutmut run`` in ``work``, started again where it stopped whenever it prints nothing for
+    ``stall`` seconds: mutmut 2 waits forever when its test worker dies, and a new run skips every
+    mutant its cache already has a status for. Gives up after ``attempts`` starts (mutants left
+    untested are reported as such)."""
+    for _ in range(attempts):
+        process = subprocess.Popen(
+            command, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        last_output = [time.monotonic()]
+
+        def follow(stream=process.stdout, last=last_output) -> None:
+            while stream.read1(4096):
+                last[0] = time.monotonic()
+
+        threading.Thread(target=follow, daemon=True).start()
+        while process.poll() is None and time.monotonic() - last_output[0] < stall:
+            time.sleep(2)
+        if process.poll() is None:  # stalled: stop it, its worker and their tests
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        cache = work / ".mutmut-cache"
+        if not cache.exists() or not any(status == "untested" for _, status in mutant_statuses(cache)):
+            return  # done, or mutmut could not start (its baseline test run failed)
 
 
 def mutant_statuses(cache: Path) -> list[tuple[int, str]]:
