@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pneumo_core import Classifier, InputError
+from pneumo_core import Classifier, InputError, render
 from pneumo_core.classifier import Prediction
 from pneumo_core.dashboard import load_test_predictions, metric_table
 from pneumo_core.render import probability_percent, report_png
@@ -255,8 +255,27 @@ def test_report_png_lays_out_the_image_and_its_overlay_side_by_side() -> None:
     blended = overlay(fitted, cv2.resize(heat, (512, 256), interpolation=cv2.INTER_AREA), 0.4)
     np.testing.assert_array_equal(page[20:276, 552:1064], blended)
     assert (page[276:532] == 255).all()  # white below the panels, down to the text
-    text = page[532 + 20 :]
-    assert (text < 128).any(axis=2).sum() > 2000  # five lines of dark text
+    # below the panels: report_lines in black, from x = 20, 36 px apart, the verdict larger and bolder
+    text = np.full((230, 2 * 512 + 60, 3), 255, np.uint8)
+    styles = [(0.8, 2), (0.6, 1), (0.6, 1), (0.55, 1), (0.6, 1)]
+    for index, (line, (scale, thickness)) in enumerate(
+        zip(render.report_lines(analysis, model_name="m", source_name="a"), styles, strict=True)
+    ):
+        cv2.putText(
+            text, line, (20, 60 + 36 * index), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA
+        )
+    np.testing.assert_array_equal(page[512:], text)
+
+
+def test_a_report_that_cannot_be_encoded_says_so(monkeypatch) -> None:
+    from pneumo_core.classifier import Analysis
+
+    analysis = Analysis(
+        Prediction(0.2, "NORMAL", "likely normal", 0.5), np.zeros((8, 8), np.float32), np.zeros((8, 8), np.uint8)
+    )
+    monkeypatch.setattr(render.cv2, "imencode", lambda *_: (False, None))
+    with pytest.raises(RuntimeError, match=r"^PNG encoding failed$"):
+        report_png(analysis, model_name="m", source_name="a")
 
 
 def test_worklist_rows_by_hand() -> None:
