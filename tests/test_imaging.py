@@ -596,3 +596,101 @@ def test_a_large_colour_jpeg_keeps_its_colour() -> None:
     decoded = decode(encode(photo, "JPEG", quality=95))
     assert decoded.pixels.shape == (600, 600) and decoded.facts["mode"] == "RGB"
     assert decoded.colorfulness == pytest.approx(colorfulness(photo), rel=0.05)
+
+
+def _saved(dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=False)
+    return buffer.getvalue()
+
+
+def test_a_colour_dicom_is_read_as_luma_and_keeps_its_colour(radiograph_12bit: np.ndarray) -> None:
+    import pydicom
+
+    from pneumo_core.imaging import colorfulness
+
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[:, :32], rgb[:, 32:] = (200, 40, 40), (40, 160, 60)
+    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit[:64, :64])))
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation, dataset.PlanarConfiguration = 3, "RGB", 0
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
+    dataset.PixelData = rgb.tobytes()
+    decoded = decode(_saved(dataset))
+    assert decoded.pixels.shape == (64, 64)
+    assert (decoded.pixels[0, 0], decoded.pixels[0, 40]) == (88, 113)  # luma of the red and the green half
+    assert decoded.colorfulness == pytest.approx(colorfulness(rgb))
+    assert decode(make_dicom(radiograph_12bit)).colorfulness == 0.0  # a grayscale DICOM has none
+
+
+def test_dicom_windowing_and_voi_luts_are_applied(radiograph_12bit: np.ndarray) -> None:
+    """A narrow window clips most of the image to black and white; a VOI LUT maps values through
+    its table (here one that inverts); without either the values are only stretched."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    plain = decode(make_dicom(radiograph_12bit)).pixels
+    assert ((plain == 0) | (plain == 255)).mean() < 0.05
+    centre = float(np.median(radiograph_12bit))
+    narrow = decode(make_dicom(radiograph_12bit, window=(centre, 64.0))).pixels
+    assert ((narrow == 0) | (narrow == 255)).mean() > 0.8
+    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    lut = Dataset()
+    lut.LUTDescriptor = [4096, 0, 16]
+    lut.LUTData = np.arange(4095, -1, -1, dtype=np.uint16).tobytes()
+    dataset.VOILUTSequence = [lut]
+    inverted = decode(_saved(dataset)).pixels
+    assert np.abs(inverted.astype(int) - (255 - plain)).max() <= 1
+
+
+def test_what_a_dicom_says_about_itself(radiograph_12bit: np.ndarray) -> None:
+    import pydicom
+
+    rows, columns = radiograph_12bit.shape
+    assert decode(make_dicom(radiograph_12bit)).facts == {
+        "format": "DICOM", "modality": "DX", "body_part": "CHEST", "view_position": "PA",
+        "photometric_interpretation": "MONOCHROME2", "rows": rows, "columns": columns, "bits_stored": 16,
+    }  # fmt: skip
+    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset.BodyPartExamined = ""  # empty fields are left out
+    assert "body_part" not in decode(_saved(dataset)).facts
+    assert decode(make_dicom(radiograph_12bit)).format == "DICOM"
+    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset.PixelData = dataset.PixelData[:100]
+    del dataset.file_meta.TransferSyntaxUID  # undecodable, and no transfer syntax to name
+    code, message = _refusal(_saved(dataset))
+    assert code == "dicom_pixels_unreadable" and "(transfer syntax: unknown;" in message
+
+
+def test_model_input_needs_2d_uint8_and_frames_about_the_exact_centre(radiograph: np.ndarray) -> None:
+    from pneumo_core.imaging import load_for_model, normalized
+
+    with pytest.raises(ValueError, match=r"^expected 2-D uint8 pixels, got \(8, 8\) float32$"):
+        normalized(np.zeros((8, 8), np.float32), CONTRACT)
+    with pytest.raises(ValueError, match="expected 2-D uint8"):
+        normalized(np.zeros((8, 8, 3), np.uint8), CONTRACT)
+    symmetric = np.zeros((64, 64), np.float32)
+    symmetric[16:48, 16:48] = 200.0
+    framed = frame(symmetric, 0.9)
+    np.testing.assert_allclose(framed, framed[::-1, ::-1], atol=1e-4)  # shrunk about the centre, not beside it
+    model_input, decoded = load_for_model(radiograph, CONTRACT)
+    assert decoded.format == "array" and np.array_equal(model_input, to_model_input(radiograph, CONTRACT))
+
+
+def test_fit_longer_side_keeps_the_aspect_and_reads_float16() -> None:
+    from pneumo_core.imaging import fit_longer_side
+
+    assert fit_longer_side(np.zeros((100, 50), np.uint8), 20).shape == (20, 10)
+    assert fit_longer_side(np.zeros((50, 100), np.uint8), 200).shape == (100, 200)
+    assert fit_longer_side(np.zeros((1000, 1), np.uint8), 100).shape == (100, 1)  # never under 1 px
+    assert fit_longer_side(np.zeros((1, 1000), np.uint8), 100).shape == (1, 100)
+    half = fit_longer_side(np.full((8, 4), 0.5, np.float16), 4)
+    assert half.dtype == np.float32 and half.shape == (4, 2) and np.all(half == 0.5)
+    assert fit_longer_side(np.full((8, 4), 7, np.uint8), 4).dtype == np.uint8
+
+
+def test_colorfulness_of_an_rgba_array_ignores_alpha() -> None:
+    from pneumo_core.imaging import colorfulness
+
+    rgb = np.random.default_rng(1).integers(0, 256, (96, 96, 3)).astype(np.uint16) * 100
+    rgba = np.dstack([rgb, np.full((96, 96), 65535, np.uint16)])  # alpha above every colour value
+    assert decode(rgba).colorfulness == pytest.approx(colorfulness(rgb))
