@@ -686,6 +686,7 @@ def test_fit_longer_side_keeps_the_aspect_and_reads_float16() -> None:
     half = fit_longer_side(np.full((8, 4), 0.5, np.float16), 4)
     assert half.dtype == np.float32 and half.shape == (4, 2) and np.all(half == 0.5)
     assert fit_longer_side(np.full((8, 4), 7, np.uint8), 4).dtype == np.uint8
+    assert fit_longer_side(np.zeros((100, 50, 3), np.uint8), 20).shape == (20, 10, 3)  # colour images too
 
 
 def test_colorfulness_of_an_rgba_array_ignores_alpha() -> None:
