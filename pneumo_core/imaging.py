@@ -40,8 +40,6 @@ MIN_SIDE = 64
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm", ".dicom")
 
-logging.getLogger("pydicom").setLevel(logging.ERROR)
-
 # Pillow's own bomb guard raises or warns at its limit; ours is checked first with a clearer message.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -255,6 +253,9 @@ def _decode_dicom(data: bytes) -> DecodedImage:
     access stays inside this boundary, as in ``_decode_raster``."""
     import pydicom
 
+    # pydicom's log messages quote element values, which may hold patient data; pydicom sets its
+    # logger to WARNING when it is first imported, so this comes after the import.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     try:
         return _dicom_image(pydicom.dcmread(io.BytesIO(data), force=True))
     except InputError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import struct
 import zlib
 from pathlib import Path
@@ -489,17 +490,30 @@ def test_exactly_the_pixel_limit_is_not_a_bomb() -> None:
 # --- behaviours the mutation benchmark found unpinned (benchmarks/mutation.py) -------------------
 
 
-def test_the_file_names_read_as_images_and_pydicom_kept_quiet() -> None:
-    import logging
-
+def test_the_file_names_read_as_images() -> None:
     from pneumo_core.inputs import is_image_name
 
     for name in ("a.jpg", "a.JPEG", "a.png", "a.dcm", "a.DICOM", "IMG0001"):
         assert is_image_name(name), name
     for name in ("a.gif", "a.txt", ".hidden.png"):
         assert not is_image_name(name), name
-    # pydicom's warnings quote element values, which may hold patient data
-    assert logging.getLogger("pydicom").level == logging.ERROR
+
+
+def test_pydicom_logs_only_errors_after_the_first_dicom(radiograph_12bit: np.ndarray, tmp_path: Path) -> None:
+    """pydicom's warnings quote element values, which may hold patient data. pydicom resets its
+    logger to WARNING when first imported, which in the app happens at the first DICOM decoded: a
+    fresh process shows the order a user's does."""
+    import subprocess
+    import sys
+
+    (tmp_path / "scan.dcm").write_bytes(make_dicom(radiograph_12bit[:64, :64]))
+    script = (
+        "import logging, sys; from pneumo_core.imaging import decode; decode(sys.argv[1]); "
+        "print(logging.getLogger('pydicom').level)"
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "scan.dcm")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(logging.ERROR)
 
 
 def test_sizes_and_signatures_at_their_edges() -> None:
