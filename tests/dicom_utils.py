@@ -56,3 +56,17 @@ def make_dicom(
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def dicom_dataset(pixels: np.ndarray | None, **kwargs) -> Dataset:
+    """``make_dicom``'s file read back as a pydicom Dataset, for a test to edit."""
+    import pydicom
+
+    return pydicom.dcmread(io.BytesIO(make_dicom(pixels, **kwargs)))
+
+
+def dicom_bytes(dataset: Dataset) -> bytes:
+    """An edited Dataset written back as a file's bytes (written as it is, not checked)."""
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=False)
+    return buffer.getvalue()

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import encode
-from dicom_utils import make_dicom
+from dicom_utils import dicom_bytes, dicom_dataset, make_dicom
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -240,24 +240,19 @@ def test_compressed_dicom_matches_uncompressed(radiograph_12bit: np.ndarray, syn
     import pydicom
     import pydicom.uid
 
-    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset = dicom_dataset(radiograph_12bit)
     dataset.compress(getattr(pydicom.uid, syntax))
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
-    assert np.array_equal(decode(buffer.getvalue()).pixels, decode(make_dicom(radiograph_12bit)).pixels)
+    assert np.array_equal(decode(dicom_bytes(dataset)).pixels, decode(make_dicom(radiograph_12bit)).pixels)
 
 
 def test_jpeg_baseline_dicom(radiograph: np.ndarray) -> None:
-    import pydicom
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGBaseline8Bit
 
-    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph, bits=8)))
+    dataset = dicom_dataset(radiograph, bits=8)
     dataset.PixelData = encapsulate([encode(radiograph, "JPEG", quality=95)])
     dataset.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
-    decoded = decode(buffer.getvalue())
+    decoded = decode(dicom_bytes(dataset))
     assert np.abs(to_model_input(decoded.pixels, CONTRACT) - to_model_input(radiograph, CONTRACT)).mean() < 3
 
 
@@ -527,13 +522,10 @@ def test_sizes_and_signatures_at_their_edges() -> None:
 
 def test_the_pixel_limit_guards_dicom_and_arrays_too(radiograph_12bit: np.ndarray) -> None:
     """Pillow has its own bomb guard for JPEG and PNG; DICOM headers and arrays have only ours."""
-    import pydicom
 
-    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset = dicom_dataset(radiograph_12bit)
     dataset.Rows, dataset.Columns = 8000, 7501  # declared, not stored: refused before decoding
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
-    assert _refusal(buffer.getvalue()) == (
+    assert _refusal(dicom_bytes(dataset)) == (
         "too_many_pixels",
         "The image declares more than 60 million pixels, far beyond any radiograph; it was refused without "
         "decoding. Export it at a normal resolution.",
@@ -542,7 +534,6 @@ def test_the_pixel_limit_guards_dicom_and_arrays_too(radiograph_12bit: np.ndarra
 
 
 def test_dicom_refusals_say_exactly_what_is_wrong(radiograph_12bit: np.ndarray) -> None:
-    import pydicom
 
     assert _refusal(make_dicom(None)) == (
         "dicom_no_pixels",
@@ -554,19 +545,15 @@ def test_dicom_refusals_say_exactly_what_is_wrong(radiograph_12bit: np.ndarray) 
         "This DICOM holds 2 frames (a cine, tomosynthesis or volume series); a single frontal chest radiograph "
         "is needed. Export one frame.",
     )
-    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset = dicom_dataset(radiograph_12bit)
     dataset.PixelData = dataset.PixelData[:100]  # far fewer bytes than Rows x Columns declare
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
-    code, message = _refusal(buffer.getvalue())
+    code, message = _refusal(dicom_bytes(dataset))
     assert code == "dicom_pixels_unreadable"
     assert message.startswith("The DICOM pixel data cannot be decoded (transfer syntax: Explicit VR Little Endian;")
     assert message.endswith("Export it uncompressed or as JPEG/PNG.")
-    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset = dicom_dataset(radiograph_12bit)
     dataset.NumberOfFrames = 0  # a malformed count is read as one frame, not as many
-    buffer = io.BytesIO()
-    dataset.save_as(buffer)
-    assert decode(buffer.getvalue()).pixels.shape == radiograph_12bit.shape
+    assert decode(dicom_bytes(dataset)).pixels.shape == radiograph_12bit.shape
 
 
 def test_colour_arrays_are_read_as_rgb_in_any_dtype() -> None:
@@ -612,24 +599,17 @@ def test_a_large_colour_jpeg_keeps_its_colour() -> None:
     assert decoded.colorfulness == pytest.approx(colorfulness(photo), rel=0.05)
 
 
-def _saved(dataset) -> bytes:
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=False)
-    return buffer.getvalue()
-
-
 def test_a_colour_dicom_is_read_as_luma_and_keeps_its_colour(radiograph_12bit: np.ndarray) -> None:
-    import pydicom
 
     from pneumo_core.imaging import colorfulness
 
     rgb = np.zeros((64, 64, 3), np.uint8)
     rgb[:, :32], rgb[:, 32:] = (200, 40, 40), (40, 160, 60)
-    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit[:64, :64])))
+    dataset = dicom_dataset(radiograph_12bit[:64, :64])
     dataset.SamplesPerPixel, dataset.PhotometricInterpretation, dataset.PlanarConfiguration = 3, "RGB", 0
     dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 8, 8, 7
     dataset.PixelData = rgb.tobytes()
-    decoded = decode(_saved(dataset))
+    decoded = decode(dicom_bytes(dataset))
     assert decoded.pixels.shape == (64, 64)
     assert (decoded.pixels[0, 0], decoded.pixels[0, 40]) == (88, 113)  # luma of the red and the green half
     assert decoded.colorfulness == pytest.approx(colorfulness(rgb))
@@ -639,7 +619,6 @@ def test_a_colour_dicom_is_read_as_luma_and_keeps_its_colour(radiograph_12bit: n
 def test_dicom_windowing_and_voi_luts_are_applied(radiograph_12bit: np.ndarray) -> None:
     """A narrow window clips most of the image to black and white; a VOI LUT maps values through
     its table (here one that inverts); without either the values are only stretched."""
-    import pydicom
     from pydicom.dataset import Dataset
 
     plain = decode(make_dicom(radiograph_12bit)).pixels
@@ -647,31 +626,30 @@ def test_dicom_windowing_and_voi_luts_are_applied(radiograph_12bit: np.ndarray) 
     centre = float(np.median(radiograph_12bit))
     narrow = decode(make_dicom(radiograph_12bit, window=(centre, 64.0))).pixels
     assert ((narrow == 0) | (narrow == 255)).mean() > 0.8
-    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset = dicom_dataset(radiograph_12bit)
     lut = Dataset()
     lut.LUTDescriptor = [4096, 0, 16]
     lut.LUTData = np.arange(4095, -1, -1, dtype=np.uint16).tobytes()
     dataset.VOILUTSequence = [lut]
-    inverted = decode(_saved(dataset)).pixels
+    inverted = decode(dicom_bytes(dataset)).pixels
     assert np.abs(inverted.astype(int) - (255 - plain)).max() <= 1
 
 
 def test_what_a_dicom_says_about_itself(radiograph_12bit: np.ndarray) -> None:
-    import pydicom
 
     rows, columns = radiograph_12bit.shape
     assert decode(make_dicom(radiograph_12bit)).facts == {
         "format": "DICOM", "modality": "DX", "body_part": "CHEST", "view_position": "PA",
         "photometric_interpretation": "MONOCHROME2", "rows": rows, "columns": columns, "bits_stored": 16,
     }  # fmt: skip
-    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset = dicom_dataset(radiograph_12bit)
     dataset.BodyPartExamined = ""  # empty fields are left out
-    assert "body_part" not in decode(_saved(dataset)).facts
+    assert "body_part" not in decode(dicom_bytes(dataset)).facts
     assert decode(make_dicom(radiograph_12bit)).format == "DICOM"
-    dataset = pydicom.dcmread(io.BytesIO(make_dicom(radiograph_12bit)))
+    dataset = dicom_dataset(radiograph_12bit)
     dataset.PixelData = dataset.PixelData[:100]
     del dataset.file_meta.TransferSyntaxUID  # undecodable, and no transfer syntax to name
-    code, message = _refusal(_saved(dataset))
+    code, message = _refusal(dicom_bytes(dataset))
     assert code == "dicom_pixels_unreadable" and "(transfer syntax: unknown;" in message
 
 
