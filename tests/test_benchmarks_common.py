@@ -30,14 +30,8 @@ def test_every_benchmark_takes_the_projects_dataset_default(monkeypatch) -> None
         assert 'add_argument("--data"' not in text, script.name
 
 
-def test_the_seed_spread_reads_kept_epochs_and_decays_the_candidates_rate_by_a_cosine() -> None:
-    from types import SimpleNamespace
-
-    from benchmarks.seed_spread import cosine_callbacks, kept_epochs
+def test_the_seed_spread_reads_each_members_kept_epoch() -> None:
+    from benchmarks.seed_spread import kept_epochs
 
     history = {"val_loss": [0.9, 0.4, 0.6, 0.7, 0.8, 0.3, 0.5, 0.2, 0.6, 0.7]}
     assert kept_epochs({"history": history, "member_epochs": [5, 5]}) == [2, 3]  # each member's best epoch
-    assert kept_epochs({"history": history, "member_epochs": [5, 5], "epoch_rule": "fixed-cosine"}) == [5, 5]
-    (schedule,) = cosine_callbacks(SimpleNamespace(learning_rate=2e-3, epochs=12))
-    rates = [schedule.schedule(epoch, 0.0) for epoch in range(12)]
-    assert rates[0] == 2e-3 and abs(rates[-1] - 2e-5) < 1e-12 and rates == sorted(rates, reverse=True)
