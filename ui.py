@@ -36,6 +36,8 @@ _leave_keras_alone()
 MODEL_KEY = "model_name"
 DISPLAY_SIDE = 1024
 """Images and heatmaps are kept and drawn no larger than this (the page shows them at about 700 px)."""
+WORKLIST_ROWS_SHOWN = 15
+"""A longer worklist scrolls inside its table."""
 MAX_CACHED_BYTES = 150_000_000
 """One session's cached analyses (1-5 MB each at display size) stay under this."""
 MAX_TOTAL_CACHED_BYTES = 600_000_000
@@ -248,29 +250,19 @@ def promote(name: str, key: str) -> None:
 
 
 def worklist(rows: list[dict]) -> None:
-    """The worklist with human headers; an unscored file shows its whole reason and "-" for numbers
-    (the grid draws a missing number as "None")."""
-    headers = api.WORKLIST_HEADERS
+    """The worklist as a plain table with human headers: every reason wraps and reads whole, an
+    unscored file shows "-" for its numbers. A static table, not the interactive grid: the rows are
+    already in worklist order, and the grid's script cost each browser a fifth of its CPU under load
+    (docs/benchmarks.md). Every cell is escaped, since a table renders Markdown (a bare "-" would be a list); long lists scroll."""
     numbers = ("probability_pneumonia_pct", "prevalence_assumed_pct")
-    shown = [{k: ("-" if v is None else f"{v:.1f}") if k in numbers else v for k, v in row.items()} for row in rows]
-    st.dataframe(
-        shown,
-        hide_index=True,
-        width="stretch",
-        column_order=list(headers),
-        column_config={
-            "file": st.column_config.TextColumn(headers["file"], width="medium"),
-            "verdict": headers["verdict"],
-            "probability_pneumonia_pct": st.column_config.TextColumn(
-                headers["probability_pneumonia_pct"], help="Calibrated probability of pneumonia"
-            ),
-            "prevalence_assumed_pct": st.column_config.TextColumn(
-                headers["prevalence_assumed_pct"], help="The prevalence of pneumonia the probability is stated for"
-            ),
-            "reading": headers["reading"],
-            "error": st.column_config.TextColumn(headers["error"], width="large"),
-        },
-    )
+    shown = [
+        {
+            header: api.plain(("-" if row[key] is None else f"{row[key]:.1f}") if key in numbers else row[key])
+            for key, header in api.WORKLIST_HEADERS.items()
+        }
+        for row in rows
+    ]
+    st.table(shown, hide_index=True, height="content" if len(rows) <= WORKLIST_ROWS_SHOWN else 560)
     if any(row["error"] for row in rows):
         st.caption("Files that could not be scored come last; each one's full reason is shown with it below.")
 

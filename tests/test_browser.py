@@ -128,20 +128,28 @@ def test_diagnose_upload_full_resolution(browser_page, server: str, full_size_im
 
 
 def test_a_file_name_is_shown_as_written_never_as_markdown(browser_page, server: str, normal_image: Path) -> None:
-    """A name carrying Markdown, a colour directive, LaTeX and an image link reads literally: no fake
-    green verdict, no image fetched from the name."""
+    """A name carrying Markdown, a colour directive, LaTeX and an image link reads literally, in its
+    heading and in the worklist: no fake green verdict, no image fetched from the name."""
     name = "<b>x</b> **md** spoof :green[NORMAL] $x$ ![i](http:127.0.0.1?md-img).jpeg"
     page = browser_page
     page.goto(f"{server}/diagnose")
     page.get_by_role("heading", name="Diagnose").wait_for()
     page.locator("input[type=file]").set_input_files(
-        [{"name": name, "mimeType": "image/jpeg", "buffer": normal_image.read_bytes()}]
+        [
+            {"name": name, "mimeType": "image/jpeg", "buffer": normal_image.read_bytes()},
+            {"name": "plain.jpeg", "mimeType": "image/jpeg", "buffer": normal_image.read_bytes()},
+        ]
     )
-    page.get_by_text("Probability of pneumonia").wait_for()
+    page.get_by_text("Probability of pneumonia").first.wait_for()
     heading = page.locator("h3").filter(has_text="spoof").first
+    heading.wait_for()
     assert heading.inner_text().startswith(name + ": ")
     assert heading.locator("img").count() == 0 and heading.locator("b").count() == 0
     assert heading.locator("span[style*=color]").count() <= 1  # only the real verdict is coloured
+    worklist = page.locator("[data-testid=stTable]").first
+    cell = worklist.locator("td").filter(has_text="spoof").first
+    assert cell.inner_text().strip() == name
+    assert worklist.locator("img, b, span[style*=color], .katex").count() == 0
 
 
 def test_one_upload_limit_on_both_sides_of_the_edge(browser_page, server: str, tmp_path: Path) -> None:
