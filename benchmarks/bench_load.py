@@ -10,7 +10,10 @@ enlarged to ``--side`` px. Prints figures, asserts nothing. Linux only (server C
    (user + system time of the server process), and seconds from handing the file to the page until
    the verdict, and until the heatmap image, are on screen.
 2. ``--sessions`` users at once, each uploading ``--uploads`` images one after another: verdict and
-   heatmap times (p50, p95) and errors (timeouts, or an error or traceback on the page).
+   heatmap times (p50, p95) and errors (timeouts, or an error or traceback on the page). Run twice:
+   each user starting as soon as their page has loaded (the first uploads meet the other browsers'
+   page loads), then all starting together once every page has loaded. With each, the machine's CPU
+   seconds: the server's, everything else's (the browsers, their drivers, this script) and idle.
 3. Soak: ``--soak`` uploads, by sessions of ``--uploads`` (two at a time); the server's resident
    memory before, at its peak, at the end, and ``--settle`` seconds after the last session closed.
 """
@@ -70,8 +73,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def session(url: str, images: list[Path], timings: list[tuple[float, float]], errors: list[str]) -> None:
-    """One user: a browser, one page, the images uploaded one after another."""
+def session(
+    url: str,
+    images: list[Path],
+    timings: list[tuple[float, float]],
+    errors: list[str],
+    ready: threading.Barrier | None = None,
+) -> None:
+    """One user: a browser, one page, the images uploaded one after another (after every user's page
+    has loaded, with ``ready``)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -82,8 +92,16 @@ def session(url: str, images: list[Path], timings: list[tuple[float, float]], er
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(120_000)
-            page.goto(f"{url}/diagnose")
-            page.get_by_role("heading", name="Diagnose").wait_for()
+            try:
+                page.goto(f"{url}/diagnose")
+                page.get_by_role("heading", name="Diagnose").wait_for()
+                if ready is not None:
+                    ready.wait(timeout=300)
+            except Exception as error:  # a page that never loads fails this user, and releases the others
+                if ready is not None:
+                    ready.abort()
+                errors.append(f"page load: {type(error).__name__}")
+                return
             for count, image in enumerate(images, start=1):
                 start = time.perf_counter()
                 try:
@@ -103,10 +121,22 @@ def session(url: str, images: list[Path], timings: list[tuple[float, float]], er
             browser.close()
 
 
-def run_sessions(url: str, batches: list[list[Path]]) -> tuple[list[tuple[float, float]], list[str]]:
+def machine_cpu_seconds() -> tuple[float, float]:
+    """The whole machine's busy and idle CPU seconds since boot, all cores together (from /proc/stat)."""
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS, (idle + iowait) / CLOCK_TICKS
+
+
+def run_sessions(
+    url: str, batches: list[list[Path]], together: bool = False
+) -> tuple[list[tuple[float, float]], list[str]]:
+    """One browser per batch, all at once; with ``together``, the uploads start once every page has loaded."""
     timings: list[tuple[float, float]] = []
     errors: list[str] = []
-    threads = [threading.Thread(target=session, args=(url, batch, timings, errors)) for batch in batches]
+    ready = threading.Barrier(len(batches)) if together else None
+    threads = [threading.Thread(target=session, args=(url, batch, timings, errors, ready)) for batch in batches]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -170,9 +200,14 @@ def run(args: argparse.Namespace, pool: list[Path], parser: argparse.ArgumentPar
         batches = [
             [pool[(s * args.uploads + i) % len(pool)] for i in range(args.uploads)] for s in range(args.sessions)
         ]
-        timings, errors = run_sessions(url, batches)
-        print(f"{args.sessions} sessions at once, {args.uploads} uploads each: {summary(timings)}; "
-              f"errors {len(errors)} {errors[:3]}")  # fmt: skip
+        for together in (False, True):
+            before, (busy, idle), start = cpu_seconds(server.pid), machine_cpu_seconds(), time.perf_counter()
+            timings, errors = run_sessions(url, batches, together)
+            (busy_after, idle_after), server_cpu = machine_cpu_seconds(), cpu_seconds(server.pid) - before
+            print(f"{args.sessions} sessions at once, {args.uploads} uploads each"
+                  f"{', once every page has loaded' if together else ''}: {summary(timings)}; errors {len(errors)} "
+                  f"{errors[:3]}; {time.perf_counter() - start:.1f} s in all; CPU seconds: server {server_cpu:.1f}, "
+                  f"everything else {busy_after - busy - server_cpu:.1f}, idle {idle_after - idle:.1f}")  # fmt: skip
 
         if args.soak:
             start_mb, peak, done = rss_mb(server.pid), 0.0, 0
