@@ -11,9 +11,9 @@ sensitivity, specificity, calibrated validation log-loss and kept epochs per mem
 and range over them. ``--write NAME`` stores the ranges, in words, in that registered model's
 metadata (``seed_spread``) and rewrites its card.
 
-The two candidate epoch rules tried against today's (fixed-cosine and bn-refresh, neither adopted:
-docs/experiments.md) were applied here by a ``--rule`` option; their code is in git history, at
-commit bb34cdd.
+The three candidate epoch rules tried against today's (fixed-cosine, bn-refresh and ema, none
+adopted: docs/experiments.md) were applied here by a ``--rule`` option; their code is in git
+history, at commits bb34cdd (the first two) and bfc60f1 (ema).
 """
 
 from __future__ import annotations
@@ -90,31 +90,10 @@ def summary(folders: list[Path], write: str | None = None) -> None:
         print(f"wrote the spread into {folder / registry.METADATA_FILE} and its card")
 
 
-EMA_MOMENTUM = 0.99
-
-
-def ema_rule() -> None:
-    """Install the "ema" candidate (docs/experiments.md, issue 22) for this process: Adam keeps an
-    exponential moving average of the weights, every validation pass and every epoch-end callback
-    (early stopping, the plateau schedule) sees the averaged weights, and early stopping keeps the
-    best epoch's averaged weights."""
-    import functools
-
-    import keras
-
-    from pneumo_core import fitting
-
-    keras.optimizers.Adam = functools.partial(keras.optimizers.Adam, use_ema=True, ema_momentum=EMA_MOMENTUM)
-    callbacks = fitting.epoch_callbacks
-    fitting.epoch_callbacks = lambda config: [keras.callbacks.SwapEMAWeights(swap_on_epoch=True), *callbacks(config)]
-
-
 def train(args: argparse.Namespace) -> int:
     import train as train_script
 
-    out = args.out or ROOT / "runs" / "seeds" / f"{args.rule}-seed-{args.seed}"
-    if args.rule == "ema":
-        ema_rule()
+    out = args.out or ROOT / "runs" / "seeds" / f"early-stopping-seed-{args.seed}"
     return train_script.main(
         ["--data", str(args.data), "--config", str(args.config), "--seed", str(args.seed), "--out", str(out)]
     )
@@ -125,7 +104,6 @@ def main() -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("train", help="train one seed")
     run.add_argument("--seed", type=int, required=True)
-    run.add_argument("--rule", choices=["early-stopping", "ema"], default="early-stopping")
     run.add_argument("--config", type=Path, default=ROOT / "models" / "pneumonia-cnn-v3" / "metadata.json")
     run.add_argument("--out", type=Path)
     add_data_argument(run)
