@@ -79,11 +79,12 @@ class AnalysisStore:
             while len(self._entries) > 1 and sum(_size(e[0]) for e in self._entries.values()) > self.total:
                 self._entries.popitem(last=False)
 
-    def expire(self) -> int:
-        """Drop what has not been used for ``idle_seconds``; returns how many were dropped."""
+    def expire(self, is_open: Callable[[str], bool] = lambda session: True) -> int:
+        """Drop what has not been used for ``idle_seconds``, and everything of a session that
+        ``is_open`` says has ended; returns how many were dropped."""
         with self._lock:
             cutoff = self._clock() - self.idle_seconds
-            stale = [k for k, (_, used) in self._entries.items() if used < cutoff]
+            stale = [k for k, (_, used) in self._entries.items() if used < cutoff or not is_open(k[0])]
             for k in stale:
                 del self._entries[k]
             return len(stale)
@@ -103,10 +104,18 @@ def _release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def _session_is_open(owner: str) -> bool:
+    """Whether the browser tab of the Streamlit session behind ``session_owner()``'s key is still
+    connected (outside a Streamlit server, as under AppTest, every session counts as open)."""
+    from streamlit.runtime import Runtime
+
+    return not Runtime.exists() or Runtime.instance().is_active_session(owner.rsplit("/", 1)[0])
+
+
 def _expire_forever(store: AnalysisStore, every: float) -> None:
     while True:
         time.sleep(every)
-        if store.expire():
+        if store.expire(_session_is_open):
             _release_freed_memory()
 
 
@@ -152,8 +161,12 @@ def model_selector() -> None:
 
 
 def session_owner() -> str:
-    """This session's key in ``ANALYSES``."""
-    return st.session_state.setdefault("analysis_owner", uuid.uuid4().hex)
+    """This session's key in ``ANALYSES``: Streamlit's id for the session (so that its analyses go
+    as soon as its tab is closed, ``_session_is_open``), then a random part of its own."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    return st.session_state.setdefault("analysis_owner", f"{context.session_id if context else ''}/{uuid.uuid4().hex}")
 
 
 def analyze_cached(

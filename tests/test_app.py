@@ -275,7 +275,8 @@ def test_a_sessions_cache_is_bounded_by_bytes_and_holds_display_sized_images(
 
 def test_cached_analyses_are_bounded_per_session_and_in_all_and_dropped_when_idle() -> None:
     """Streamlit keeps a closed tab's session state until another session comes or goes, so the
-    analyses live in a store that forgets what no one has used for a while."""
+    analyses live in a store that forgets what no one has used for a while, and a closed tab's
+    analyses at once."""
     import threading
 
     from ui import AnalysisStore
@@ -296,9 +297,39 @@ def test_cached_analyses_are_bounded_per_session_and_in_all_and_dropped_when_idl
     assert store.get("a", (2,)) is None and store.get("a", (1,)) is not None
     now[0] = 80.0
     assert store.expire() == 0  # a's 1 was used at 30, b's at 30: none idle for 60 s yet
+    store.put("closed", (0,), Sized(10))
+    assert store.expire(is_open=lambda session: session != "closed") == 1  # its tab closed: gone at once
+    assert store.session_bytes("closed") == 0 and store.session_bytes("a") == 100
     now[0] = 95.0
     assert store.expire() == 3 and store.session_bytes("a") == store.session_bytes("b") == 0
     assert any(t.name == "analysis-expiry" and t.daemon and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_sessions_analyses_are_keyed_by_its_streamlit_session_and_go_when_its_tab_closes(
+    use_tiny_registry: Path, no_data: None, normal_image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit.runtime import Runtime
+
+    import ui
+
+    app = page("diagnose").run()
+    app.get("file_uploader")[0].set_value(("chest.jpeg", normal_image.read_bytes(), "image/jpeg"))
+    app.run()
+    session = app.session_state["analysis_owner"]
+    assert ui.ANALYSES.session_bytes(session) > 0
+    assert ui._session_is_open(session)  # no Streamlit server here (AppTest): every session counts as open
+
+    assert session.startswith("test session id/")  # Streamlit's id for the session (AppTest's), then its own
+
+    class Server:
+        def is_active_session(self, session_id: str) -> bool:
+            return session_id != "test session id"
+
+    monkeypatch.setattr(Runtime, "exists", classmethod(lambda cls: True))
+    monkeypatch.setattr(Runtime, "instance", classmethod(lambda cls: Server()))
+    assert not ui._session_is_open(session) and ui._session_is_open("another session id/0")
+    ui.ANALYSES.expire(ui._session_is_open)
+    assert ui.ANALYSES.session_bytes(session) == 0
 
 
 def test_streamlit_leaves_keras_state_alone_between_reruns(monkeypatch: pytest.MonkeyPatch) -> None:
