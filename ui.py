@@ -263,10 +263,10 @@ def promote(name: str, key: str) -> None:
 
 
 def worklist(rows: list[dict]) -> None:
-    """The worklist as a plain table with human headers: every reason wraps and reads whole, an
-    unscored file shows "-" for its numbers. A static table, not the interactive grid: the rows are
-    already in worklist order, and the grid's script cost each browser a fifth of its CPU under load
-    (docs/benchmarks.md). Every cell is escaped, since a table renders Markdown (a bare "-" would be a list); long lists scroll."""
+    """The worklist as a plain table with human headers: every reason wraps and reads whole (the
+    interactive grid cut long ones off; the rows are already in worklist order), and an unscored file
+    shows "-" for its numbers. Every cell is escaped, since a table renders Markdown (a bare "-"
+    would be a list item). A long list scrolls inside the table."""
     numbers = ("probability_pneumonia_pct", "prevalence_assumed_pct")
     shown = [
         {
