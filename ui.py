@@ -276,8 +276,15 @@ def worklist(rows: list[dict]) -> None:
         for row in rows
     ]
     st.table(shown, hide_index=True, height="content" if len(rows) <= WORKLIST_ROWS_SHOWN else 560)
-    if any(row["error"] for row in rows):
-        st.caption("Files that could not be scored come last; each one's full reason is shown with it below.")
+    st.caption(
+        "Pneumonia %: the calibrated probability of pneumonia. At prevalence %: the share of pneumonia it is stated "
+        "for (the sidebar's setting)."
+        + (
+            " Files that could not be scored come last; each one's full reason is shown with it below."
+            if any(row["error"] for row in rows)
+            else ""
+        )
+    )
 
 
 def disclaimer() -> None:

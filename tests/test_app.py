@@ -317,9 +317,8 @@ def test_a_sessions_analyses_are_keyed_by_its_streamlit_session_and_go_when_its_
     app.run()
     session = app.session_state["analysis_owner"]
     assert ui.ANALYSES.session_bytes(session) > 0
-    assert ui._session_is_open(session)  # no Streamlit server here (AppTest): every session counts as open
-
     assert session.startswith("test session id/")  # Streamlit's id for the session (AppTest's), then its own
+    assert ui._session_is_open(session)  # no Streamlit server here (AppTest): every session counts as open
 
     class Server:
         def is_active_session(self, session_id: str) -> bool:
