@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,36 @@ class Classifier:
         """Grad-CAM for the predicted class: float32 H x W in [0, 1] at the image's resolution."""
         return self.analyze(image).heatmap
 
+    def read_many(
+        self,
+        images: Sequence[ImageSource | InputError],
+        batch_size: int = 32,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[tuple[int, tuple[float, np.ndarray, DecodedImage] | InputError]]:
+        """Decode, check by header and image statistics, and run the network on many inputs, in
+        batches of ``batch_size``: ``(index, (logit, embedding, decoded))`` for each input, in order, or
+        ``(index, InputError)`` for one that failed (an ``InputError`` given as an input stands for
+        itself). The feature gate is not applied. Only one batch of decoded images is held at a time.
+        ``progress(done, total)`` is called after each batch."""
+        for start in range(0, len(images), batch_size):
+            read: dict[int, tuple[float, np.ndarray, DecodedImage] | InputError] = {}
+            prepared: list[tuple[int, np.ndarray, DecodedImage]] = []
+            for index in range(start, min(start + batch_size, len(images))):
+                try:
+                    if isinstance(images[index], InputError):  # found unreadable earlier (inputs.zip_images)
+                        raise images[index]
+                    model_input, decoded = self.prepare(images[index])
+                    prepared.append((index, model_input, decoded))
+                except InputError as error:
+                    read[index] = error
+            if prepared:
+                logits, embeddings = self.network.outputs(np.stack([p[1] for p in prepared]))
+                for (index, _, decoded), logit, embedding in zip(prepared, logits, embeddings, strict=True):
+                    read[index] = (float(logit), embedding, decoded)
+            if progress is not None:
+                progress(min(start + batch_size, len(images)), len(images))
+            yield from sorted(read.items(), key=lambda item: item[0])
+
     def predict_many(
         self,
         images: list[ImageSource],
@@ -188,25 +218,13 @@ class Classifier:
 
         ``progress(done, total)`` is called after each batch.
         """
-        results: list[Prediction | InputError | None] = [None] * len(images)
-        for start in range(0, len(images), batch_size):
-            prepared: list[tuple[int, np.ndarray, DecodedImage]] = []
-            for index in range(start, min(start + batch_size, len(images))):
-                try:
-                    model_input, decoded = self.prepare(images[index])
-                    prepared.append((index, model_input, decoded))
-                except InputError as error:
-                    results[index] = error
-            if prepared:
-                logits, embeddings = self.network.outputs(np.stack([p[1] for p in prepared]))
-                for (index, _, decoded), logit, embedding in zip(prepared, logits, embeddings, strict=True):
-                    try:
-                        results[index] = self._prediction(float(logit), embedding, decoded)
-                    except InputError as error:
-                        results[index] = error
-            if progress is not None:
-                progress(min(start + batch_size, len(images)), len(images))
-        return results  # type: ignore[return-value]
+        results: list[Prediction | InputError] = []
+        for _, read in self.read_many(images, batch_size, progress):
+            try:
+                results.append(read if isinstance(read, InputError) else self._prediction(*read))
+            except InputError as error:  # refused by the feature gate
+                results.append(error)
+        return results
 
     def probabilities(self, model_inputs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for prepared inputs ``(N, S, S, 1)``, without the input gate."""

@@ -328,27 +328,18 @@ def embed(
     feature-distance gate is not applied, since a site's images may be far off and still be X-rays."""
     names, rejected = [], []
     logits, embeddings = [], []
-    for start in range(0, len(sources), batch_size):
-        batch = []
-        for name, source in sources[start : start + batch_size]:
-            try:
-                if isinstance(source, InputError):  # found unreadable while gathering (inputs.zip_images)
-                    raise source
-                batch.append(classifier.prepare(source)[0])
-                names.append(name)
-            except InputError as error:
-                rejected.append((name, error.message))
-        if batch:
-            batch_logits, batch_embeddings = classifier.network.outputs(np.stack(batch))
-            logits.append(batch_logits)
-            embeddings.append(batch_embeddings)
-        if progress is not None:
-            progress(min(start + batch_size, len(sources)), len(sources))
+    for index, read in classifier.read_many([source for _, source in sources], batch_size, progress):
+        if isinstance(read, InputError):
+            rejected.append((sources[index][0], read.message))
+        else:
+            names.append(sources[index][0])
+            logits.append(read[0])
+            embeddings.append(read[1])
     width = sum(classifier.network.feature_sizes)
     return Embedded(
         names,
-        np.concatenate(logits) if logits else np.zeros(0),
-        np.concatenate(embeddings) if embeddings else np.zeros((0, width)),
+        np.asarray(logits, np.float32),
+        np.stack(embeddings) if embeddings else np.zeros((0, width), np.float32),
         rejected,
     )
 

@@ -79,6 +79,24 @@ def test_bad_input_in_batch_rejects_only_that_file(
     assert results[0].probability_pneumonia == pytest.approx(single, abs=1e-5)
 
 
+def test_read_many_gives_each_input_in_order_with_failures_in_place(
+    tiny_classifier: Classifier, data_root: Path
+) -> None:
+    good = sorted((data_root / "train").rglob("*.jpeg"))[:5]
+    earlier = InputError("unsupported_format", "found unreadable while unpacking")
+    inputs = [good[0], b"not an image", good[1], earlier, *good[2:]]
+    read = list(tiny_classifier.read_many(inputs, batch_size=3))
+    assert [index for index, _ in read] == list(range(7))
+    assert isinstance(read[1][1], InputError) and read[1][1].code == "unsupported_format"
+    assert read[3][1] is earlier
+    logit, embedding, decoded = read[2][1]
+    assert embedding.shape == (sum(tiny_classifier.network.feature_sizes),)
+    assert decoded.pixels.shape[:2] == (decoded.height, decoded.width)
+    assert 1 / (1 + np.exp(-logit / tiny_classifier.contract.temperature)) == pytest.approx(
+        tiny_classifier.predict(good[1]).probability_pneumonia, abs=1e-5
+    )
+
+
 def test_eight_threads_same_numbers(tiny_classifier: Classifier, data_root: Path) -> None:
     images = sorted((data_root / "test" / "PNEUMONIA").iterdir())[:12]
     sequential = [tiny_classifier.analyze(p).prediction.probability_pneumonia for p in images]
