@@ -2,9 +2,9 @@
 
     python benchmarks/bench_load.py [--data DIR] [--sessions 10] [--uploads 5] [--soak 300] [--settle 180]
 
-Starts `streamlit run app.py` on the default model and drives headless Chromium (one browser per
-simulated user, each in its own thread) with the dataset's original-resolution val/ JPEGs,
-enlarged to ``--side`` px. Prints figures, asserts nothing. Linux only (server CPU and memory come from /proc).
+Starts `streamlit run app.py` on the default model, with ``MALLOC_ARENA_MAX=2`` as scripts/app.sh
+does (unless the environment sets it), and drives headless Chromium (one browser per simulated user,
+each in its own thread) with the dataset's original-resolution val/ JPEGs, enlarged to ``--side`` px. Prints figures, asserts nothing. Linux only (server CPU and memory come from /proc).
 
 1. One session: ``--uploads`` images, one after another, in one page. Server CPU seconds per upload
    (user + system time of the server process), and seconds from handing the file to the page until
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace, pool: list[Path], parser: argparse.ArgumentPar
     server = subprocess.Popen(
         [*command, "--server.headless", "true"],
         cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={"MALLOC_ARENA_MAX": "2", **os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},  # as scripts/app.sh starts it
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
