@@ -48,6 +48,14 @@ def test_home_shows_model_card(use_tiny_registry: Path) -> None:
     assert any("tiny test model" in m.value for m in app.markdown)
 
 
+def test_home_introduces_every_page_of_the_router(use_tiny_registry: Path) -> None:
+    router = (ROOT / "app.py").read_text()
+    titles = [line.split('title="')[1].split('"')[0] for line in router.splitlines() if "st.Page(" in line]
+    assert len(titles) == 5
+    introduction = page("home").run().markdown[0].value
+    assert all(f"**{title}**" in introduction for title in titles if title != "Home")
+
+
 def test_diagnose_upload_verdict_and_rejection(use_tiny_registry: Path, no_data: None, normal_image: Path) -> None:
     app = page("diagnose").run()
     assert not app.exception and app.info
