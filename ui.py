@@ -244,7 +244,7 @@ def follow_adaptation(job: api.AdaptJob) -> None:
     st.plotly_chart(api.plots.learning_curve_figure(metadata["adaptation"]["learning_curve"]), key="ad_curve")
     rejected = metadata["adaptation"]["rejected"]
     if rejected:
-        with st.expander(f"{len(rejected)} files left out"):
+        with st.expander(f"{api.count(len(rejected), 'file')} left out"):
             st.dataframe(rejected, hide_index=True, width="stretch")
     promote(name, "ad")
 

@@ -30,6 +30,8 @@ if uploads:
 elif folder:
     try:
         images = api.folder_images(folder)
+        if skipped := api.folder_skipped(folder):
+            st.caption(api.plain(skipped))
     except api.InputError as error:
         st.error(api.plain(error.message))
 
@@ -89,7 +91,7 @@ if not result.too_small:
         column.text(f"{item['name']}\n{item['atypicality']:.1f} (beyond {item['reference_percentile']:.0f}%)")
 
 if result.rejected:
-    with st.expander(f"{len(result.rejected)} files left out"):
+    with st.expander(f"{api.count(len(result.rejected), 'file')} left out"):
         st.dataframe(
             [{"file": r["name"], "reason": r["reason"]} for r in result.rejected], hide_index=True, width="stretch"
         )

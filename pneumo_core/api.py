@@ -21,8 +21,8 @@ from .data import resolve_data_dir
 from .errors import InputError
 from .evaluation import threshold_metrics
 from .imaging import MAX_UPLOAD_MB, decode
-from .inputs import expand_paths, zip_images
-from .render import DISCLAIMER, DISCLAIMER_LONG, overlay, percent, probability_percent, report_png
+from .inputs import expand_paths, skipped_in_folders, skipped_message, zip_images
+from .render import DISCLAIMER, DISCLAIMER_LONG, count, overlay, percent, probability_percent, report_png
 from .site import CHECK_WITH_DIAGNOSE_FROM as SITE_CHECK_WITH_DIAGNOSE_FROM
 from .site import MIN_IMAGES as SITE_MIN_IMAGES
 from .site import SiteCheck, check_site
@@ -50,10 +50,12 @@ __all__ = [
     "adapted_figures",
     "check_site",
     "comparison_note",
+    "count",
     "data_dir",
     "example_images",
     "facts_line",
     "folder_images",
+    "folder_skipped",
     "from_archive",
     "from_folder",
     "gather_uploads",
@@ -195,6 +197,13 @@ def folder_images(folder: str) -> list[tuple[str, ImageSource]]:
     if not root.is_dir():
         raise InputError("no_folder", f"There is no folder {folder} on the server.")
     return [(str(path.relative_to(root)), path) for path in expand_paths([str(root)])]
+
+
+def folder_skipped(folder: str) -> str | None:
+    """One line naming the files under a folder on the server that are not read for their names
+    (other formats), or ``None`` when there are none."""
+    skipped = skipped_in_folders([str(Path(folder).expanduser())])
+    return skipped_message(skipped) if skipped else None
 
 
 def thumbnail(source: ImageSource, side: int = 160):

@@ -6,7 +6,7 @@ from typing import Any
 
 from .config import ZOOM_IN, ZOOM_OUT
 from .contract import CLASS_NAMES
-from .render import DISCLAIMER, percent
+from .render import DISCLAIMER, count, percent
 
 
 def _pct(value: float | None) -> str:
@@ -78,9 +78,9 @@ def _reliability_rows(curve: dict[str, list] | None) -> list[str]:
         "| Mean predicted | Observed pneumonia share | Images |",
         "| --- | --- | --- |",
     ]
-    for predicted, observed, count in zip(curve["predicted"], curve["observed"], curve["count"], strict=True):
-        if count:
-            rows.append(f"| {_pct(predicted)} | {_pct(observed)} | {count} |")
+    for predicted, observed, images in zip(curve["predicted"], curve["observed"], curve["count"], strict=True):
+        if images:
+            rows.append(f"| {_pct(predicted)} | {_pct(observed)} | {images} |")
     return [*rows, ""]
 
 
@@ -356,7 +356,7 @@ def adapted_model_card(metadata: dict[str, Any]) -> str:
         "",
         f"- {adaptation['images']} images ({adaptation['normal']} normal, {adaptation['pneumonia']} pneumonia) of "
         f"{adaptation['patients']} patients, from `{adaptation['source'] or 'an upload'}`; "
-        f"{len(adaptation['rejected'])} files left out as unreadable or not radiographs.",
+        f"{count(len(adaptation['rejected']), 'file')} left out as unreadable or not radiographs.",
         "- Labels: as the site supplied them (folder names or a CSV); patients from the file names where they "
         "follow the Kaggle pattern, from the CSV's patient column, else one patient per image.",
         "",

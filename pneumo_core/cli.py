@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from .data import DATA_HELP
 from .errors import InputError, ModelLoadError
-from .inputs import expand_paths
+from .inputs import expand_paths, skipped_in_folders, skipped_message
 
 CSV_COLUMNS = ["path", "probability_pneumonia", "label", "error"]
 
@@ -48,6 +48,18 @@ def _progress(verb: str):
     return report
 
 
+def _image_files(paths: list[str]) -> list[Path]:
+    """The image files given or found in the given folders; says on stderr which files the folders
+    held that are not read (by name), and when there is nothing to read."""
+    skipped = skipped_in_folders(paths)
+    if skipped:
+        print(skipped_message(skipped), file=sys.stderr)
+    files = expand_paths(paths)
+    if not files:
+        print("error: no image files found in the given paths", file=sys.stderr)
+    return files
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .classifier import Classifier
     from .render import write_csv
@@ -56,9 +68,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.prevalence is not None and classifier.contract.calibration_prevalence is None:
         print(f"error: model {classifier.name} did not record the prevalence it is calibrated for", file=sys.stderr)
         return 2
-    files = expand_paths(args.paths)
+    files = _image_files(args.paths)
     if not files:
-        print("error: no image files found in the given paths", file=sys.stderr)
         return 1
     rows = []
     for path, result in zip(files, classifier.predict_many(files, progress=_progress("scored")), strict=True):
@@ -160,9 +171,8 @@ def cmd_check_site(args: argparse.Namespace) -> int:
     from .site import check_site
 
     classifier = Classifier.load(args.model)
-    files = expand_paths(args.paths)
+    files = _image_files(args.paths)
     if not files:
-        print("error: no image files found in the given paths", file=sys.stderr)
         return 2
     try:
         result = check_site(classifier, [(str(path), path) for path in files], progress=_progress("read"))
@@ -208,6 +218,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     base = Classifier.load(args.model)
     out = Path(args.out) if args.out else registry.models_dir() / f"{base.name}-site-{time.strftime('%Y%m%d-%H%M%S')}"
     registry.check_name(out.name)
+    if not args.csv and (skipped := skipped_in_folders([args.dir])):
+        print(skipped_message(skipped), file=sys.stderr)
     try:
         images = read_site(Path(args.dir), Path(args.csv) if args.csv else None)
     except (SiteDataError, OSError) as exc:

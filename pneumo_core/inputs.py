@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from .errors import InputError
 from .imaging import IMAGE_SUFFIXES, MAX_FILE_BYTES, too_large_message
+from .render import count
 
 MAX_ARCHIVE_FILES = 5000
 MAX_ARCHIVE_BYTES = 4 * 1024**3
@@ -34,6 +35,27 @@ def expand_paths(paths: list[str]) -> list[Path]:
         else:
             found.append(path)
     return found
+
+
+def skipped_in_folders(paths: list[str]) -> list[Path]:
+    """Files inside the given folders that ``expand_paths`` leaves out for their names (other
+    formats, such as .bmp or .tif), so that a command can say so; hidden files are not counted."""
+    return [
+        child
+        for raw in paths
+        if Path(raw).is_dir()
+        for child in sorted(Path(raw).rglob("*"))
+        if child.is_file() and not child.name.startswith(".") and not is_image_name(child.name)
+    ]
+
+
+def skipped_message(skipped: list[Path]) -> str:
+    """One line naming the files a folder held that are not read (``skipped_in_folders``)."""
+    names = ", ".join(path.name for path in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+    return (
+        f"Skipped {count(len(skipped), 'file')} not JPEG, PNG or DICOM by name "
+        f"({', '.join(IMAGE_SUFFIXES)} or no extension): {names}"
+    )
 
 
 def zip_images(data: bytes) -> list[tuple[str, bytes | InputError]]:

@@ -21,6 +21,11 @@ DISCLAIMER = "A demo and teaching tool, not a medical device."
 DISCLAIMER_LONG = f"{DISCLAIMER} Do not use it for decisions about real patients."
 
 
+def count(n: int, noun: str) -> str:
+    """``count(1, "file")`` -> ``"1 file"``, ``count(3, "file")`` -> ``"3 files"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def percent(fraction: float, decimals: int = 1) -> str:
     """``0.1234`` -> ``"12.3%"``."""
     return f"{100 * fraction:.{decimals}f}%"

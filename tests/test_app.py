@@ -193,7 +193,7 @@ def test_site_check_page_from_a_zip(shipped: None, data_root: Path) -> None:
     assert {"p-value (appearance differs)", "Domain-classifier AUC", "Estimated pneumonia share"} <= labels
     assert any("Most atypical images" in s.value for s in app.subheader)
     left_out = app.expander[0]
-    assert left_out.label == "1 files left out"
+    assert left_out.label == "1 file left out"
     assert list(left_out.dataframe[0].value["file"]) == ["site-b.zip/site-b/broken.jpeg"]
 
 
@@ -203,6 +203,22 @@ def test_site_check_page_says_when_too_few_images(shipped: None, data_root: Path
     app.run()
     assert not app.exception and "too small to tell" in app.warning[0].value
     assert not app.metric
+
+
+def test_site_check_page_from_a_server_folder_names_the_files_it_does_not_read(
+    shipped: None, data_root: Path, tmp_path: Path
+) -> None:
+    for path in sorted((data_root / "test" / "NORMAL").iterdir())[:5]:
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "scan.bmp").write_bytes(b"BM")
+    app = page("site").run()
+    app.text_input(key="site_folder").set_value(str(tmp_path)).run()
+    assert not app.exception and "too small to tell" in app.warning[0].value
+    assert [c.value for c in app.caption if "scan.bmp" in c.value] == [
+        api.plain(
+            "Skipped 1 file not JPEG, PNG or DICOM by name (.jpg, .jpeg, .png, .dcm, .dicom or no extension): scan.bmp"
+        )
+    ]
 
 
 def test_diagnose_runs_the_site_check_from_fifty_uploads(shipped: None, data_root: Path) -> None:

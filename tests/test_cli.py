@@ -31,6 +31,8 @@ def mixed_folder(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> P
         (folder / f"n{i}.jpeg").write_bytes(path.read_bytes())
     (folder / "corrupt.jpeg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (folder / "notes.png").write_text("not an image")
+    (folder / "scan.bmp").write_bytes(b"BM")  # not read by name: said so on stderr
+    (folder / ".DS_Store").write_bytes(b"\0")  # hidden: neither read nor mentioned
     return folder
 
 
@@ -39,6 +41,8 @@ def test_predict_folder_csv_with_rejections(mixed_folder: Path, tmp_path: Path) 
     result = cli("predict", str(mixed_folder), "--csv", str(out))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and "2 of 12 inputs could not be scored" in result.stderr
+    assert "Skipped 1 file not JPEG, PNG or DICOM by name" in result.stderr
+    assert result.stderr.count("scan.bmp") == 1 and "DS_Store" not in result.stderr
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 12 and list(rows[0]) == ["path", "probability_pneumonia", "label", "error"]
     by_name = {Path(r["path"]).name: r for r in rows}
