@@ -37,6 +37,10 @@ def expand_paths(paths: list[str]) -> list[Path]:
     return found
 
 
+OTHER_FORMAT = f"not JPEG, PNG or DICOM by name ({', '.join(IMAGE_SUFFIXES)} or no extension)"
+"""Why a file of another format, in a folder or an archive, is not read."""
+
+
 def skipped_in_folders(paths: list[str]) -> list[Path]:
     """Files inside the given folders that ``expand_paths`` leaves out for their names (other
     formats, such as .bmp or .tif), so that a command can say so; hidden files are not counted."""
@@ -52,15 +56,13 @@ def skipped_in_folders(paths: list[str]) -> list[Path]:
 def skipped_message(skipped: list[Path]) -> str:
     """One line naming the files a folder held that are not read (``skipped_in_folders``)."""
     names = ", ".join(path.name for path in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-    return (
-        f"Skipped {count(len(skipped), 'file')} not JPEG, PNG or DICOM by name "
-        f"({', '.join(IMAGE_SUFFIXES)} or no extension): {names}"
-    )
+    return f"Skipped {count(len(skipped), 'file')} {OTHER_FORMAT}: {names}"
 
 
 def zip_images(data: bytes) -> list[tuple[str, bytes | InputError]]:
     """``(path inside the archive, bytes)`` of each image file in a zip archive, in name order; a
-    member that cannot be read comes as ``(path, InputError)`` so it is listed with its reason.
+    member that cannot be read, or is of another format by name, comes as ``(path, InputError)`` so
+    that it is listed with its reason (hidden files and macOS' ``__MACOSX`` folder are left out).
 
     Raises:
         InputError: the archive is unreadable, or unpacks to more files or bytes than allowed.
@@ -70,18 +72,25 @@ def zip_images(data: bytes) -> list[tuple[str, bytes | InputError]]:
     except (zipfile.BadZipFile, ValueError):
         raise InputError("bad_archive", "This file is not a readable zip archive.") from None
     with archive:
-        members = [
+        files = [
             info
             for info in archive.infolist()
-            if not info.is_dir() and is_image_name(info.filename) and "__MACOSX" not in info.filename
+            if not info.is_dir()
+            and "__MACOSX" not in info.filename
+            and not PurePosixPath(info.filename).name.startswith(".")
         ]
+        members = [info for info in files if is_image_name(info.filename)]
         if len(members) > MAX_ARCHIVE_FILES:
             raise InputError(
                 "archive_too_large", f"The archive holds {len(members)} images; at most {MAX_ARCHIVE_FILES} at once."
             )
         if sum(info.file_size for info in members) > MAX_ARCHIVE_BYTES:
             raise InputError("archive_too_large", "The archive unpacks to more than 4 GB; split it into smaller ones.")
-        images = []
+        images: list[tuple[str, bytes | InputError]] = [
+            (info.filename, InputError("unsupported_format", f"Not read: {OTHER_FORMAT}."))
+            for info in files
+            if not is_image_name(info.filename)
+        ][:MAX_ARCHIVE_FILES]
         for info in sorted(members, key=lambda i: i.filename):
             if info.file_size > MAX_FILE_BYTES:
                 images.append((info.filename, InputError("too_large", too_large_message(info.file_size))))
@@ -91,4 +100,4 @@ def zip_images(data: bytes) -> list[tuple[str, bytes | InputError]]:
             except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError):
                 message = "This archive member is damaged or encrypted and cannot be read."
                 images.append((info.filename, InputError("corrupt", message)))
-        return images
+        return sorted(images, key=lambda item: item[0])

@@ -155,7 +155,7 @@ def test_a_model_without_a_reference_says_how_to_make_one(tiny_classifier, data_
         check_site(tiny_classifier, [("a", p) for p in sorted((data_root / "test").rglob("*.jpeg"))])
 
 
-def test_zip_uploads_unpack_to_their_images_and_a_bad_archive_is_one_rejection(data_root: Path) -> None:
+def test_zip_uploads_unpack_to_their_images_other_formats_and_a_bad_archive_are_rejections(data_root: Path) -> None:
     from pneumo_core.api import gather_uploads
 
     buffer = io.BytesIO()
@@ -167,8 +167,9 @@ def test_zip_uploads_unpack_to_their_images_and_a_bad_archive_is_one_rejection(d
     images = gather_uploads([("batch.zip", buffer.getvalue()), ("broken.zip", b"PK junk"), ("one.jpeg", b"x")])
     names = [name for name, _ in images]
     assert names[:3] == [f"batch.zip/site/{p.name}" for p in sorted((data_root / "test" / "NORMAL").iterdir())[:3]]
-    assert names[3:] == ["broken.zip", "one.jpeg"]
-    assert isinstance(images[3][1], InputError) and "zip" in images[3][1].message
+    assert names[3:] == ["batch.zip/site/readme.txt", "broken.zip", "one.jpeg"]  # no __MACOSX entry
+    assert isinstance(images[3][1], InputError) and images[3][1].message.startswith("Not read: not JPEG, PNG or DICOM")
+    assert isinstance(images[4][1], InputError) and "zip" in images[4][1].message
 
 
 def test_check_site_command(tmp_path: Path, data_root: Path) -> None:
