@@ -78,17 +78,14 @@ def live(run_id: str) -> None:
     st.subheader(f"Run {run_id}: {status.state}")
     if status.state == "running":
         eta = f", about {status.eta_s / 60:.1f} min left" if status.eta_s else ""
-        step = (
-            f"epoch {status.epoch}/{status.epochs}, step {status.step}/{status.steps}"
-            if status.epochs
-            else status.message
-        )
-        st.progress(min(1.0, status.progress), text=f"{step}{eta}")
+        st.progress(min(1.0, status.progress), text=f"{status.message or 'Starting'}{eta}")
         if st.button("Cancel run", key="rt_cancel", type="primary"):
             jobs.cancel_run(run_id)
             st.rerun()
     elif status.state == "done":
         st.success("Finished.")
+    elif status.state == "cancelled":  # asked for: not an error
+        st.info("Cancelled: no model was registered, and the default model was not changed.")
     else:
         st.error(f"Run {status.state}: {api.plain(status.message)}. The default model was not changed.")
     if status.history:

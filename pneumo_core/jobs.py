@@ -45,6 +45,8 @@ class RunStatus:
     steps: int = 0
     eta_s: float | None = None
     message: str = ""
+    """What the run is doing now ("Training member 2 of 3: epoch 4/14, step 12/129", "Calibrating on
+    validation"), or once it has ended, why."""
     history: dict[str, list[float]] = field(default_factory=dict)
     result: dict[str, Any] | None = None
     started: float = 0.0
@@ -133,6 +135,7 @@ def run_status(run_id: str) -> RunStatus:
     history: dict[str, list[float]] = {}
     events_file = folder / "events.jsonl"
     lines = events_file.read_text().splitlines() if events_file.exists() else []
+    step_name = "Training"
     for line in lines:
         try:
             event = json.loads(line)
@@ -144,11 +147,13 @@ def run_status(run_id: str) -> RunStatus:
             status.epoch, status.epochs = event["epoch"], event["epochs"]
             status.step, status.steps = event["step"], event["steps"]
             status.eta_s = event.get("eta_s")
+            status.message = f"{step_name}: epoch {status.epoch}/{status.epochs}, step {status.step}/{status.steps}"
         elif kind == "epoch_end":
             for key, value in event["logs"].items():
                 history.setdefault(key, []).append(value)
-        elif kind in ("stage", "loading"):
-            status.message = event.get("message") or f"loading {event['split']} images {event['done']}/{event['total']}"
+        elif kind in ("stage", "loading"):  # a step after the epochs: their time left no longer applies
+            status.message = event.get("message") or f"Loading {event['split']} images {event['done']}/{event['total']}"
+            step_name, status.eta_s = event.get("message", step_name), None
         elif kind == "done":
             status.state, status.progress, status.result, status.message = "done", 1.0, event, "finished"
         elif kind in ("cancelled", "failed"):

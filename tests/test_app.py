@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,47 @@ def test_retrain_page_without_dataset(
     app = page("retrain").run()
     assert not app.exception
     assert any("needs the dataset" in i.value for i in app.info)
+
+
+def fake_run(runs: Path, run_id: str, events: list[dict]) -> None:
+    """A run folder as train.py leaves it (no process behind it), for the Retrain page to follow."""
+    folder = runs / run_id
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"training_config": {"epochs": 4}, "started": 1.0}))
+    (folder / "events.jsonl").write_text("".join(json.dumps({"time": 1.0, **e}) + "\n" for e in events))
+
+
+BATCH = {"type": "batch", "progress": 0.9, "epoch": 4, "epochs": 4, "step": 47, "steps": 47, "eta_s": 30.0}
+
+
+def test_run_status_says_the_current_step_not_a_stale_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path))
+    fake_run(tmp_path, "r1", [{"type": "stage", "message": "Training member 2 of 3"}, BATCH])
+    fake_run(tmp_path, "r2", [BATCH, {"type": "stage", "message": "Calibrating on validation"}])
+    training = subprocess.Popen(["sleep", "60"])  # stands for the run's process, so that it counts as running
+    try:
+        for run_id, message, eta in (
+            ("r1", "Training member 2 of 3: epoch 4/4, step 47/47", 30.0), ("r2", "Calibrating on validation", None)
+        ):  # fmt: skip
+            (tmp_path / api.jobs.LOCK_FILE).write_text(f"{run_id} {training.pid}")
+            status = api.jobs.run_status(run_id)
+            assert (status.state, status.message, status.eta_s) == ("running", message, eta)
+    finally:
+        training.kill()
+        training.wait()
+
+
+def test_a_cancelled_run_is_a_notice_not_an_error(
+    use_tiny_registry: Path, no_data: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PNEUMO_RUNS", str(tmp_path))
+    events = [BATCH, {"type": "stage", "message": "Scoring the 624 test images"}]
+    fake_run(tmp_path, "r1", [*events, {"type": "cancelled", "message": "training was cancelled"}])
+    app = page("retrain").run()
+    assert not app.exception and not app.error
+    assert any(i.value.startswith("Cancelled: no model was registered") for i in app.info)
 
 
 def test_upload_limit_matches_core() -> None:
