@@ -364,9 +364,14 @@ def adapted_model_card(metadata: dict[str, Any]) -> str:
         "",
         f"- {adaptation['method']}.",
         f"- Inverse regularisation chosen: {adaptation['regularisation']} (per outer fold: "
-        f"{', '.join(str(c) for c in adaptation['regularisation_per_fold'])}); replay weight "
-        f"{adaptation.get('replay_weight', 0.0)} on {adaptation.get('replayed_home_images', 0)} home images (per "
-        f"outer fold: {', '.join(str(w) for w in adaptation.get('replay_weight_per_fold', []))}); temperature "
+        f"{', '.join(str(c) for c in adaptation['regularisation_per_fold'])}); "
+        + (
+            f"replay weight {adaptation['replay_weight']} on {adaptation['replayed_home_images']} home images (per "
+            f"outer fold: {', '.join(str(w) for w in adaptation['replay_weight_per_fold'])}); "
+            if adaptation.get("replay_weight_per_fold")
+            else "no home images replayed; "
+        )
+        + f"temperature "
         f"{contract['temperature']:.3f}; operating threshold {contract['operating_threshold']:.3f} "
         f"({metadata['threshold_method']}).",
         f"- Probabilities are calibrated for this site's share of pneumonia ({_pct(contract['calibration_prevalence'])}).",

@@ -176,6 +176,7 @@ def test_adapt_end_to_end_through_the_cli(tmp_path: Path, data_root: Path, tiny_
     """A tiny adaptation: unreadable files listed and left out, a registry model that predicts,
     explains and evaluates like any other, out-of-fold figures labelled as such."""
     from pneumo_core import Classifier
+    from pneumo_core.card import adapted_model_card
     from pneumo_core.cli import main
 
     site = tmp_path / "site"
@@ -192,6 +193,9 @@ def test_adapt_end_to_end_through_the_cli(tmp_path: Path, data_root: Path, tiny_
     assert metadata["adaptation"]["before"]["n"] == 24 and metadata["adaptation"]["folds"] == 3
     assert len((folder / "test_predictions.csv").read_text().splitlines()) == 25
     assert "site-adapted, out of fold" in (folder / "MODEL_CARD.md").read_text()
+    older = {**metadata, "adaptation": {k: v for k, v in metadata["adaptation"].items() if not k.startswith("replay")}}
+    card = adapted_model_card(older)  # adapted before home images were replayed: says so, no empty list
+    assert "no home images replayed" in card and "per outer fold: )" not in card
     adapted = Classifier.load(folder)
     image = sorted((data_root / "test" / "NORMAL").iterdir())[0]
     analysis = adapted.analyze(image)
