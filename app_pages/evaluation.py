@@ -31,6 +31,9 @@ st.subheader("Metrics at each model's frozen operating threshold (95% bootstrap 
 st.dataframe(api.metrics_by_row(api.metric_table(models)), hide_index=True, width="stretch")
 
 
+bands = {n: api.roc_band(m.y_true, m.y_prob) for n, m in models.items()}  # once per page run, not per slider move
+
+
 @st.fragment
 def threshold_explorer() -> None:
     """The slider reruns this fragment only."""
@@ -46,13 +49,15 @@ def threshold_explorer() -> None:
     d.metric("Precision", api.percent(at["precision"]))
     col1, col2 = st.columns(2)
     col1.plotly_chart(
-        plots.confusion_matrix_figure(at["confusion"], primary.class_names, f"Confusion matrix at {threshold:.3f}"),
+        plots.confusion_matrix_figure(
+            at["confusion"], primary.class_names, f"Confusion matrix at {threshold:.3f} (row shares, 95% CI)"
+        ),
         key="eval_cm",
     )
     curves = {n: (m.y_true, m.y_prob) for n, m in models.items()}
     frozen = {n: plots.operating_point(m.y_true, m.y_prob, m.threshold) for n, m in models.items()}
     marker = plots.operating_point(primary.y_true, primary.y_prob, threshold)
-    col2.plotly_chart(plots.roc_figure(curves, frozen, marker), key="eval_roc")
+    col2.plotly_chart(plots.roc_figure(curves, frozen, marker, bands), key="eval_roc")
     gallery(threshold)
 
 

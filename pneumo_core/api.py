@@ -19,7 +19,7 @@ from .contract import CLASS_NAMES
 from .dashboard import ModelResults, load_test_predictions, metric_table, metrics_by_row, misclassified
 from .data import resolve_data_dir
 from .errors import InputError
-from .evaluation import threshold_metrics
+from .evaluation import roc_band, threshold_metrics
 from .imaging import MAX_UPLOAD_MB, decode
 from .inputs import expand_paths, skipped_in_folders, skipped_message, zip_images
 from .render import DISCLAIMER, DISCLAIMER_LONG, count, overlay, percent, probability_percent, report_png
@@ -74,6 +74,7 @@ __all__ = [
     "probability_percent",
     "registry",
     "report_png",
+    "roc_band",
     "threshold_metrics",
     "thumbnail",
     "verdict_color",

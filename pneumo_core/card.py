@@ -34,10 +34,17 @@ def _value_rows(report: dict[str, Any], metrics: tuple = _METRICS) -> list[str]:
     return rows
 
 
+def _ece_row(report: dict[str, Any], label: str) -> str:
+    """The ECE row, with its 95% CI where the report has one (reports bootstrap it since 2026-12)."""
+    ece = report.get("ci95", {}).get("ece")
+    interval = f" {ece[0]:.3f} - {ece[1]:.3f} " if ece else " "
+    return f"| {label} | {report['ece']:.3f} |{interval}|"
+
+
 def _metric_rows(report: dict[str, Any]) -> list[str]:
     rows = _value_rows(report)
     rows.append(f"| Brier score | {report['brier']:.3f} | |")
-    rows.append(f"| Expected calibration error (10 bins) | {report['ece']:.3f} | |")
+    rows.append(_ece_row(report, "Expected calibration error (10 bins)"))
     own = report.get("ece_at_own_prevalence")
     if own:
         rows.append(
@@ -335,7 +342,7 @@ def _summary_rows(report: dict[str, Any] | None) -> list[str]:
     """The headline rows (AUC, accuracy, sensitivity, specificity, ECE) of a report or its summary."""
     if not report:
         return ["| (not available) | | |"]
-    return [*_value_rows(report, _METRICS[:4]), f"| Expected calibration error | {report['ece']:.3f} | |"]
+    return [*_value_rows(report, _METRICS[:4]), _ece_row(report, "Expected calibration error")]
 
 
 def adapted_model_card(metadata: dict[str, Any]) -> str:

@@ -262,7 +262,7 @@ def summary_line(report: dict) -> str:
 
     return ", ".join(
         [part("auc", "AUC", False), part("accuracy", "accuracy", True), part("sensitivity", "sensitivity", True),
-         part("specificity", "specificity", True), f"ECE {report['ece']:.3f}"]
+         part("specificity", "specificity", True), part("ece", "ECE", False)]
     )  # fmt: skip
 
 

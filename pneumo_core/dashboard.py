@@ -86,7 +86,8 @@ def metric_table(models: dict[str, ModelResults], split: str = "test") -> list[d
             low, high = report["ci95"].get(key, (float("nan"), float("nan")))
             row[key] = f"{report[key]:.3f} ({low:.3f}-{high:.3f})"
         row["brier"] = f"{report['brier']:.3f}"
-        row["ece"] = f"{report['ece']:.3f}"
+        ece = report["ci95"].get("ece")  # reports made before it was bootstrapped have none
+        row["ece"] = f"{report['ece']:.3f}" + (f" ({ece[0]:.3f}-{ece[1]:.3f})" if ece else "")
         rows.append(row)
     return rows
 

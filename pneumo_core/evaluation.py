@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import expit
+from scipy.stats import norm
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -178,6 +179,43 @@ def bootstrap_ci(
     return {key: (float(np.nanquantile(v, alpha)), float(np.nanquantile(v, 1 - alpha))) for key, v in samples.items()}
 
 
+def roc_band(
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    *,
+    n_resamples: int = 500,
+    confidence: float = 0.95,
+    seed: int = 0,
+    points: int = 101,
+) -> dict[str, list[float]]:
+    """A pointwise percentile-bootstrap band around the ROC curve: at each false positive rate of a
+    regular grid, the ``confidence`` interval of the sensitivity over resampled images."""
+    y_true, y_score = _check(y_true, y_score)
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0.0, 1.0, points)
+    curves = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, y_true.size, y_true.size)
+        if np.unique(y_true[idx]).size < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y_true[idx], y_score[idx])
+        curves.append(np.interp(grid, fpr, tpr))
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(np.array(curves), [alpha, 1 - alpha], axis=0)
+    return {"fpr": grid.tolist(), "low": low.tolist(), "high": high.tolist()}
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (``(nan, nan)`` with no trials)."""
+    if trials == 0:
+        return float("nan"), float("nan")
+    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def evaluate(
     y_true: np.ndarray,
     y_prob: np.ndarray,
@@ -186,7 +224,7 @@ def evaluate(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The full report: scalars, 95% CIs, confusion matrix, ROC / PR / calibration curves.
+    """The full report: scalars, 95% CIs (ECE's included), confusion matrix, ROC / PR / calibration curves.
 
     ``threshold``: one operating threshold, or one per image (resampled with its image).
     """
@@ -199,6 +237,7 @@ def evaluate(
         return {
             "auc": float(roc_auc_score(t, p)),
             **{k: at[k] for k in ("accuracy", "sensitivity", "specificity", "precision", "f1")},
+            "ece": expected_calibration_error(t, p),
         }
 
     fpr, tpr, roc_thresholds = roc_curve(y_true, y_prob)

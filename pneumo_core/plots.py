@@ -9,9 +9,11 @@ import numpy as np
 import plotly.graph_objects as go
 from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
 
-from .evaluation import calibration_curve, threshold_metrics
+from .evaluation import calibration_curve, threshold_metrics, wilson_interval
 
 _LAYOUT = {"height": 380, "margin": {"l": 50, "r": 20, "t": 50, "b": 50}, "template": "plotly_white"}
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
+"""One colour per model, its band shaded in the same."""
 _LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.25, "xanchor": "left", "x": 0}
 """Below the plot, where it cannot cover a second y axis's labels."""
 
@@ -19,12 +21,19 @@ _LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.25, "xanchor": "l
 def confusion_matrix_figure(
     confusion: dict[str, int], class_names: Sequence[str], title: str = "Confusion matrix"
 ) -> go.Figure:
+    """Counts, each with its share of its true class and that share's 95% Wilson interval (for the
+    diagonal: specificity and sensitivity)."""
     z = [[confusion["tn"], confusion["fp"]], [confusion["fn"], confusion["tp"]]]
+
+    def cell(count: int, row: list[int]) -> str:
+        low, high = wilson_interval(count, sum(row))
+        return f"{count}<br><span style='font-size:12px'>{count / max(1, sum(row)):.1%} ({low:.1%}-{high:.1%})</span>"
+
     labels = list(class_names)
     fig = go.Figure(
         go.Heatmap(
             z=z, x=[f"predicted {c}" for c in labels], y=[f"true {c}" for c in labels],
-            text=[[str(v) for v in row] for row in z], texttemplate="%{text}", textfont={"size": 20},
+            text=[[cell(v, row) for v in row] for row in z], texttemplate="%{text}", textfont={"size": 20},
             colorscale="Blues", showscale=False,
         )
     )  # fmt: skip
@@ -36,12 +45,28 @@ def roc_figure(
     curves: dict[str, tuple[np.ndarray, np.ndarray]],
     operating_points: dict[str, tuple[float, float]] | None = None,
     marker: tuple[float, float] | None = None,
+    bands: dict[str, dict[str, list[float]]] | None = None,
 ) -> go.Figure:
-    """ROC curves by name ``{name: (y_true, y_prob)}``; frozen operating points and a movable marker."""
+    """ROC curves by name ``{name: (y_true, y_prob)}``, each shaded with its 95% band from ``bands``
+    (``evaluation.roc_band``) where given; frozen operating points and a movable marker."""
     fig = go.Figure()
-    for name, (y_true, y_prob) in curves.items():
+    for index, (name, (y_true, y_prob)) in enumerate(curves.items()):
+        colour = _COLOURS[index % len(_COLOURS)]
+        if bands and name in bands:
+            band = bands[name]
+            fig.add_trace(
+                go.Scatter(
+                    x=[*band["fpr"], *band["fpr"][::-1]], y=[*band["high"], *band["low"][::-1]], fill="toself",
+                    fillcolor=colour, opacity=0.2, line={"width": 0}, hoverinfo="skip", showlegend=False,
+                )
+            )  # fmt: skip
         fpr, tpr, _ = roc_curve(y_true, y_prob)
-        fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUC {roc_auc_score(y_true, y_prob):.3f})"))
+        fig.add_trace(
+            go.Scatter(
+                x=fpr, y=tpr, mode="lines", line={"color": colour},
+                name=f"{name} (AUC {roc_auc_score(y_true, y_prob):.3f})",
+            )
+        )  # fmt: skip
     for name, (fpr, tpr) in (operating_points or {}).items():
         fig.add_trace(
             go.Scatter(
@@ -64,7 +89,7 @@ def roc_figure(
         )
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "gray"}, showlegend=False))
     fig.update_layout(
-        title="ROC curve",
+        title="ROC curve" + (" (shaded: 95% bootstrap band)" if bands else ""),
         xaxis_title="1 - specificity (false positive rate)",
         yaxis_title="sensitivity",
         legend={"x": 0.35, "y": 0.05},

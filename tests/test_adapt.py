@@ -192,7 +192,10 @@ def test_adapt_end_to_end_through_the_cli(tmp_path: Path, data_root: Path, tiny_
     assert metadata["adaptation"]["rejected"][0]["name"] == "NORMAL/broken.jpeg"
     assert metadata["adaptation"]["before"]["n"] == 24 and metadata["adaptation"]["folds"] == 3
     assert len((folder / "test_predictions.csv").read_text().splitlines()) == 25
-    assert "site-adapted, out of fold" in (folder / "MODEL_CARD.md").read_text()
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "site-adapted, out of fold" in card
+    low, high = metadata["test"]["ci95"]["ece"]  # the out-of-fold ECE has its interval, in the card too
+    assert f"| Expected calibration error | {metadata['test']['ece']:.3f} | {low:.3f} - {high:.3f} |" in card
     older = {**metadata, "adaptation": {k: v for k, v in metadata["adaptation"].items() if not k.startswith("replay")}}
     card = adapted_model_card(older)  # adapted before home images were replayed: says so, no empty list
     assert "no home images replayed" in card and "per outer fold: )" not in card

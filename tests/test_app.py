@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,13 @@ def test_evaluation_dashboard_and_threshold_slider(shipped: None) -> None:
     assert float(after["Specificity"].rstrip("%")) < float(before["Specificity"].rstrip("%"))
     assert any(e.label.startswith("Misclassified test images at 0.050") for e in app.expander)  # follows it
     assert app.dataframe[0].value.columns[0] == "metric"  # metrics as rows: narrow enough to read whole
+    charts = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+    roc = next(c for c in charts if c["layout"]["title"]["text"].startswith("ROC curve"))
+    assert "95% bootstrap band" in roc["layout"]["title"]["text"]
+    assert [t.get("fill") for t in roc["data"]].count("toself") == 1  # one band, the one model's
+    matrix = next(c for c in charts if c["layout"]["title"]["text"].startswith("Confusion matrix"))
+    sensitivity = after["Sensitivity"]  # the true-pneumonia row's right cell, with its interval
+    assert re.search(re.escape(sensitivity) + r" \(\d+\.\d%-\d+\.\d%\)", matrix["data"][0]["text"][1][1])
 
 
 def test_evaluation_without_predictions_warns(use_tiny_registry: Path) -> None:

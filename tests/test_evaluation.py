@@ -14,11 +14,13 @@ from pneumo_core.evaluation import (
     evaluate,
     expected_calibration_error,
     fit_temperature,
+    roc_band,
     shift_prevalence,
     sigmoid,
     summary,
     temperature_scaled,
     threshold_metrics,
+    wilson_interval,
 )
 
 Y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
@@ -105,6 +107,35 @@ def test_evaluate_report_and_cis() -> None:
         assert key in report
     low, high = report["ci95"]["auc"]
     assert low <= report["auc"] <= high and high - low < 0.2
+    low, high = report["ci95"]["ece"]
+    assert low < report["ece"] < high and high - low < 0.2
+
+
+def test_roc_band_holds_the_curve_and_narrows_with_more_images() -> None:
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(3)
+    widths = []
+    for n in (150, 2400):
+        y = rng.integers(0, 2, n)
+        p = sigmoid(2 * y + rng.normal(size=n))
+        band = roc_band(y, p, n_resamples=300)
+        low, high = np.array(band["low"]), np.array(band["high"])
+        fpr, tpr, _ = roc_curve(y, p)
+        curve = np.interp(band["fpr"], fpr, tpr)
+        assert band["fpr"][0] == 0 and band["fpr"][-1] == 1 and len(low) == 101
+        assert np.all(low <= high) and np.mean((low <= curve) & (curve <= high)) > 0.95
+        widths.append(float(np.mean(high - low)))
+    assert widths[1] < widths[0] / 2  # 16 times the images: about a quarter of the width
+
+
+def test_wilson_interval_by_hand() -> None:
+    z2 = 1.959963984540054**2
+    assert wilson_interval(0, 10) == pytest.approx((0.0, z2 / (10 + z2)))
+    low, high = wilson_interval(377, 390)
+    assert (low, high) == pytest.approx((0.9438, 0.9804), abs=1e-4) and low < 377 / 390 < high
+    assert wilson_interval(13, 390) == pytest.approx((1 - high, 1 - low))
+    assert np.isnan(wilson_interval(0, 0)).all()
 
 
 def test_bootstrap_is_seeded() -> None:
@@ -224,7 +255,7 @@ def test_evaluate_report_by_hand() -> None:
     assert report["average_precision"] == pytest.approx(
         np.mean([1, 1, 1, 1, 5 / 7])  # precision at each positive, by descending score
     )
-    assert set(report["ci95"]) == {"auc", "accuracy", "sensitivity", "specificity", "precision", "f1"}
+    assert set(report["ci95"]) == {"auc", "accuracy", "sensitivity", "specificity", "precision", "f1", "ece"}
     assert set(report["roc"]) == {"fpr", "tpr", "thresholds"} and set(report["pr"]) == {"precision", "recall"}
     assert report["roc"]["thresholds"][0] == 1.0 and report["roc"]["tpr"][-1] == 1.0
     assert report["pr"]["recall"][0] == 1.0 and report["pr"]["precision"][-1] == 1.0
