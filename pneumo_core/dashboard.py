@@ -10,6 +10,7 @@ import numpy as np
 
 from . import registry
 from .errors import InputError, ModelLoadError
+from .evaluation import bootstrap_ci, expected_calibration_error
 from .render import overlay
 
 
@@ -74,6 +75,10 @@ def load_test_predictions(name: str) -> ModelResults | None:
     )
 
 
+def _ece(y_true: np.ndarray, y_prob: np.ndarray) -> dict[str, float]:
+    return {"ece": expected_calibration_error(y_true, y_prob)}
+
+
 def metric_table(models: dict[str, ModelResults], split: str = "test") -> list[dict[str, str]]:
     """One row per model: value and 95% CI of each metric at its frozen threshold, on ``split``."""
     rows = []
@@ -86,7 +91,9 @@ def metric_table(models: dict[str, ModelResults], split: str = "test") -> list[d
             low, high = report["ci95"].get(key, (float("nan"), float("nan")))
             row[key] = f"{report[key]:.3f} ({low:.3f}-{high:.3f})"
         row["brier"] = f"{report['brier']:.3f}"
-        ece = report["ci95"].get("ece")  # reports made before it was bootstrapped have none
+        ece = report["ci95"].get("ece")
+        if ece is None and split == "test":  # stored before ECE was bootstrapped: the same bootstrap, now
+            ece = bootstrap_ci(results.y_true, results.y_prob, _ece)["ece"]
         row["ece"] = f"{report['ece']:.3f}" + (f" ({ece[0]:.3f}-{ece[1]:.3f})" if ece else "")
         rows.append(row)
     return rows
