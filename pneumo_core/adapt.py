@@ -35,6 +35,7 @@ import numpy as np
 from . import registry
 from .contract import CLASS_NAMES, ModelContract
 from .data import patient_id
+from .errors import InputError
 from .evaluation import choose_threshold, evaluate, fit_temperature, sigmoid, summary
 from .inputs import expand_paths, is_image_name
 from .progress import EventHandler, StopCheck, check_stop, emit, stage
@@ -114,12 +115,14 @@ def from_csv(csv_file: Path) -> list[LabelledImage]:
 
 def from_archive(entries: Sequence[tuple[str, Any]]) -> list[LabelledImage]:
     """``(path, source)`` pairs from a zip (``inputs.zip_images``) whose folders name the class:
-    ``.../NORMAL/...`` or ``.../PNEUMONIA/...``; other entries are ignored."""
+    ``.../NORMAL/...`` or ``.../PNEUMONIA/...``; other entries are ignored. An entry that could not be
+    read, or is of another format (an ``InputError``), is kept so that the adaptation lists it as
+    left out."""
     images = []
     for name, source in entries:
         parts = [part.upper() for part in Path(name).parts[:-1]]
         labels = [CLASS_NAMES.index(part) for part in parts if part in CLASS_NAMES]
-        if labels and is_image_name(name):
+        if labels and (is_image_name(name) or isinstance(source, InputError)):
             images.append(LabelledImage(name, source, labels[-1], _patient(name)))
     if not images:
         raise SiteDataError(f"the archive has no {CLASS_NAMES[0]}/ or {CLASS_NAMES[1]}/ folder of images")

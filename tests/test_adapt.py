@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pneumo_core import InputError
 from pneumo_core.adapt import (
     Replay,
     SiteDataError,
@@ -62,8 +63,13 @@ def test_an_archive_names_the_class_by_its_folders(data_root: Path) -> None:
         for path in sorted((data_root / "test").rglob("*.jpeg"))[:30]:
             archive.write(path, f"site/{path.parent.name.lower()}/{path.name}")
         archive.writestr("site/notes/readme.jpeg", b"x")
+        archive.writestr("site/normal/scan.bmp", b"BM")  # kept, to be listed as left out
     images = from_archive(zip_images(buffer.getvalue()))
-    assert len(images) == 24 and sum(i.label for i in images) == 12
+    assert len(images) == 25 and sum(i.label for i in images) == 12
+    other = next(i for i in images if i.name == "site/normal/scan.bmp")
+    assert (
+        isinstance(other.source, InputError) and other.label == 0 and "not JPEG, PNG or DICOM" in other.source.message
+    )
 
 
 @pytest.mark.parametrize(
