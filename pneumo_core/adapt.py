@@ -37,7 +37,7 @@ from .contract import CLASS_NAMES, ModelContract
 from .data import patient_id
 from .errors import InputError
 from .evaluation import choose_threshold, evaluate, fit_temperature, sigmoid, summary
-from .inputs import expand_paths, is_image_name
+from .inputs import expand_paths, is_image_name, other_format_error, skipped_in_folders
 from .progress import EventHandler, StopCheck, check_stop, emit, stage
 
 REGULARISATION = (0.01, 0.1, 1.0)
@@ -83,14 +83,17 @@ def _patient(name: str) -> str:
 
 
 def from_folder(folder: Path) -> list[LabelledImage]:
-    """``folder/NORMAL/...`` and ``folder/PNEUMONIA/...`` (any depth below each)."""
+    """``folder/NORMAL/...`` and ``folder/PNEUMONIA/...`` (any depth below each). A file of another
+    format comes with an ``InputError`` as its source, so that the adaptation lists it as left out."""
     images = []
     for label, class_name in enumerate(CLASS_NAMES):
         class_folder = Path(folder) / class_name
         if class_folder.is_dir():
-            for path in expand_paths([str(class_folder)]):
+            found = [(path, path) for path in expand_paths([str(class_folder)])]
+            other = [(path, other_format_error()) for path in skipped_in_folders([str(class_folder)])]
+            for path, source in sorted([*found, *other], key=lambda item: item[0]):
                 name = str(path.relative_to(folder))
-                images.append(LabelledImage(name, path, label, _patient(name)))
+                images.append(LabelledImage(name, source, label, _patient(name)))
     if not images:
         raise SiteDataError(f"no images in {folder}/{CLASS_NAMES[0]} or {folder}/{CLASS_NAMES[1]}")
     return images

@@ -218,8 +218,6 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     base = Classifier.load(args.model)
     out = Path(args.out) if args.out else registry.models_dir() / f"{base.name}-site-{time.strftime('%Y%m%d-%H%M%S')}"
     registry.check_name(out.name)
-    if not args.csv and (skipped := skipped_in_folders([args.dir])):
-        print(skipped_message(skipped), file=sys.stderr)
     try:
         images = read_site(Path(args.dir), Path(args.csv) if args.csv else None)
     except (SiteDataError, OSError) as exc:

@@ -41,6 +41,11 @@ OTHER_FORMAT = f"not JPEG, PNG or DICOM by name ({', '.join(IMAGE_SUFFIXES)} or 
 """Why a file of another format, in a folder or an archive, is not read."""
 
 
+def other_format_error() -> InputError:
+    """The rejection of a file listed for being of another format (an archive member, a class folder's file)."""
+    return InputError("unsupported_format", f"Not read: {OTHER_FORMAT}.")
+
+
 def skipped_in_folders(paths: list[str]) -> list[Path]:
     """Files inside the given folders that ``expand_paths`` leaves out for their names (other
     formats, such as .bmp or .tif), so that a command can say so; hidden files are not counted."""
@@ -87,9 +92,7 @@ def zip_images(data: bytes) -> list[tuple[str, bytes | InputError]]:
         if sum(info.file_size for info in members) > MAX_ARCHIVE_BYTES:
             raise InputError("archive_too_large", "The archive unpacks to more than 4 GB; split it into smaller ones.")
         images: list[tuple[str, bytes | InputError]] = [
-            (info.filename, InputError("unsupported_format", f"Not read: {OTHER_FORMAT}."))
-            for info in files
-            if not is_image_name(info.filename)
+            (info.filename, other_format_error()) for info in files if not is_image_name(info.filename)
         ][:MAX_ARCHIVE_FILES]
         for info in sorted(members, key=lambda i: i.filename):
             if info.file_size > MAX_FILE_BYTES:

@@ -188,6 +188,7 @@ def test_adapt_end_to_end_through_the_cli(tmp_path: Path, data_root: Path, tiny_
     site = tmp_path / "site"
     shutil.copytree(data_root / "test", site)
     (site / "NORMAL" / "broken.jpeg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (site / "NORMAL" / "scan.bmp").write_bytes(b"BM")
     models = tmp_path / "models"
     shutil.copytree(tiny_registry, models)
     monkeypatch.setenv("PNEUMO_MODELS", str(models))
@@ -195,7 +196,9 @@ def test_adapt_end_to_end_through_the_cli(tmp_path: Path, data_root: Path, tiny_
     folder = models / "tiny-site"
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["evaluation_kind"] == "site-adapted, out of fold" and metadata["test"]["n"] == 24
-    assert metadata["adaptation"]["rejected"][0]["name"] == "NORMAL/broken.jpeg"
+    rejected = metadata["adaptation"]["rejected"]
+    assert [r["name"] for r in rejected] == ["NORMAL/broken.jpeg", "NORMAL/scan.bmp"]
+    assert rejected[1]["reason"].startswith("Not read: not JPEG, PNG or DICOM by name")
     assert metadata["adaptation"]["before"]["n"] == 24 and metadata["adaptation"]["folds"] == 3
     assert len((folder / "test_predictions.csv").read_text().splitlines()) == 25
     card = (folder / "MODEL_CARD.md").read_text()
