@@ -188,21 +188,21 @@ def roc_band(
     seed: int = 0,
     points: int = 101,
 ) -> dict[str, list[float]]:
-    """A pointwise percentile-bootstrap band around the ROC curve: at each false positive rate of a
-    regular grid, the ``confidence`` interval of the sensitivity over resampled images."""
-    y_true, y_score = _check(y_true, y_score)
-    rng = np.random.default_rng(seed)
+    """A pointwise percentile-bootstrap band around the ROC curve (``bootstrap_ci`` of the
+    sensitivity at each false positive rate of a regular grid)."""
     grid = np.linspace(0.0, 1.0, points)
-    curves = []
-    for _ in range(n_resamples):
-        idx = rng.integers(0, y_true.size, y_true.size)
-        if np.unique(y_true[idx]).size < 2:
-            continue
-        fpr, tpr, _ = roc_curve(y_true[idx], y_score[idx])
-        curves.append(np.interp(grid, fpr, tpr))
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(np.array(curves), [alpha, 1 - alpha], axis=0)
-    return {"fpr": grid.tolist(), "low": low.tolist(), "high": high.tolist()}
+
+    def curve(t: np.ndarray, s: np.ndarray) -> dict[str, float]:
+        fpr, tpr, _ = roc_curve(t, s)
+        return {str(i): value for i, value in enumerate(np.interp(grid, fpr, tpr).tolist())}
+
+    y_true, y_score = _check(y_true, y_score)
+    band = bootstrap_ci(y_true, y_score, curve, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    return {
+        "fpr": grid.tolist(),
+        "low": [band[str(i)][0] for i in range(points)],
+        "high": [band[str(i)][1] for i in range(points)],
+    }
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
