@@ -37,7 +37,7 @@ from .contract import CLASS_NAMES, ModelContract
 from .data import patient_id
 from .errors import InputError
 from .evaluation import choose_threshold, evaluate, fit_temperature, sigmoid, summary
-from .inputs import expand_paths, is_image_name, other_format_error, skipped_in_folders
+from .inputs import folder_files, is_image_name, other_format_error
 from .progress import EventHandler, StopCheck, check_stop, emit, stage
 
 REGULARISATION = (0.01, 0.1, 1.0)
@@ -89,10 +89,9 @@ def from_folder(folder: Path) -> list[LabelledImage]:
     for label, class_name in enumerate(CLASS_NAMES):
         class_folder = Path(folder) / class_name
         if class_folder.is_dir():
-            found = [(path, path) for path in expand_paths([str(class_folder)])]
-            other = [(path, other_format_error()) for path in skipped_in_folders([str(class_folder)])]
-            for path, source in sorted([*found, *other], key=lambda item: item[0]):
+            for path in folder_files(class_folder):
                 name = str(path.relative_to(folder))
+                source = path if is_image_name(path.name) else other_format_error()
                 images.append(LabelledImage(name, source, label, _patient(name)))
     if not images:
         raise SiteDataError(f"no images in {folder}/{CLASS_NAMES[0]} or {folder}/{CLASS_NAMES[1]}")

@@ -25,13 +25,18 @@ def is_image_name(name: str) -> bool:
     return not path.name.startswith(".") and (path.suffix.lower() in IMAGE_SUFFIXES or path.suffix == "")
 
 
+def folder_files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, at any depth, in name order; hidden files left out."""
+    return [child for child in sorted(folder.rglob("*")) if child.is_file() and not child.name.startswith(".")]
+
+
 def expand_paths(paths: list[str]) -> list[Path]:
     """Files as given; folders searched recursively for image files (see ``is_image_name``)."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += [child for child in sorted(path.rglob("*")) if child.is_file() and is_image_name(child.name)]
+            found += [child for child in folder_files(path) if is_image_name(child.name)]
         else:
             found.append(path)
     return found
@@ -53,8 +58,8 @@ def skipped_in_folders(paths: list[str]) -> list[Path]:
         child
         for raw in paths
         if Path(raw).is_dir()
-        for child in sorted(Path(raw).rglob("*"))
-        if child.is_file() and not child.name.startswith(".") and not is_image_name(child.name)
+        for child in folder_files(Path(raw))
+        if not is_image_name(child.name)
     ]
 
 
