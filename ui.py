@@ -137,19 +137,15 @@ def classifier(name: str | None = None) -> api.Classifier:
 
 
 def selected_model() -> str:
-    names = model_names()
+    names = api.registry.model_names()
     name = st.session_state.get(MODEL_KEY)
     return name if name in names else api.registry.default_name()
-
-
-def model_names() -> list[str]:
-    return [info.name for info in api.registry.list_models()]
 
 
 def model_selector() -> None:
     """Sidebar choice of model; the default model is preselected."""
     default = api.registry.default_name()
-    names = model_names() or [default]
+    names = api.registry.model_names() or [default]
     current = selected_model()
     st.sidebar.selectbox(
         "Model",

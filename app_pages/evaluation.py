@@ -7,7 +7,7 @@ from pneumo_core import api
 from pneumo_core.api import plots
 
 st.title("Evaluation")
-names = ui.model_names()
+names = api.registry.model_names()
 if not names:
     st.error("No readable model in models/.")
     st.stop()

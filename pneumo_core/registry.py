@@ -7,7 +7,9 @@ under a temporary name and renamed into place, so a reader never sees half a mod
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import json
 import os
 import re
@@ -114,6 +116,31 @@ def list_models() -> list[ModelInfo]:
         found.append(ModelInfo(path.name, path, metadata, path.name == default))
     found.sort(key=lambda m: (not m.is_default, -_created(m)))
     return found
+
+
+def model_names() -> list[str]:
+    """The names ``list_models()`` gives, in its order, listed again only when the models folder,
+    a model's metadata or the default changes: the app asks on every rerun, and parsing every
+    model's metadata each time cost the server more than a verdict's display."""
+    return list(_names_for(_folder_state()))
+
+
+def _folder_state() -> tuple:
+    """What the listing depends on: each model folder's metadata file (time, size) and model file,
+    and the default."""
+    root = models_dir()
+    entries = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        if path.is_dir() and _NAME.match(path.name):
+            with contextlib.suppress(OSError):
+                stat = (path / METADATA_FILE).stat()
+                entries.append((path.name, stat.st_mtime_ns, stat.st_size, (path / MODEL_FILE).is_file()))
+    return str(root), default_name(), tuple(entries)
+
+
+@functools.lru_cache(maxsize=4)
+def _names_for(state: tuple) -> tuple[str, ...]:
+    return tuple(info.name for info in list_models())
 
 
 def _created(info: ModelInfo) -> float:

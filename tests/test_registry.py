@@ -33,6 +33,29 @@ def test_broken_folder_is_skipped_and_explained(copy_registry: Path) -> None:
         Classifier.load("broken")
 
 
+def test_model_names_follow_the_folder_without_parsing_it_on_every_call(
+    copy_registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed = []
+    read = registry.read_metadata
+    monkeypatch.setattr(registry, "read_metadata", lambda path: parsed.append(path.name) or read(path))
+    names = registry.model_names()
+    assert names == [m.name for m in registry.list_models()] and names[0] == "tiny"
+    parsed.clear()
+    assert registry.model_names() == names and parsed == []  # nothing changed: nothing parsed
+
+    metadata = json.loads((copy_registry / "tiny" / "metadata.json").read_text())
+    shutil.copytree(copy_registry / "tiny", copy_registry / "newer")  # a model registered
+    (copy_registry / "newer" / "metadata.json").write_text(json.dumps({**metadata, "created_unix": 4e9}))
+    assert registry.model_names()[:2] == ["tiny", "newer"]  # the default first, then the newest
+    registry.set_default("newer")
+    assert registry.model_names()[0] == "newer"
+    (copy_registry / "newer" / "metadata.json").write_text("{not json")  # rewritten, broken: left out
+    assert "newer" not in registry.model_names()
+    shutil.rmtree(copy_registry / "tiny")
+    assert "tiny" not in registry.model_names()
+
+
 def test_corrupt_weights_fall_back_to_the_shipped_model(copy_registry: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bad = copy_registry / "bad"
     bad.mkdir()
