@@ -46,10 +46,14 @@ IDLE_SECONDS = 30
 """An analysis unused this long is dropped (a rerun recomputes it in about 0.2 s of CPU)."""
 
 
+Stored = api.Analysis | api.InputError | tuple[bytes, ...]
+"""What ``AnalysisStore`` keeps: an analysis (or why there is none), or the screen images made from one."""
+
+
 class AnalysisStore:
-    """Analyses kept between reruns, for every session of the process: a session's under
-    ``per_session`` bytes, all under ``total`` bytes (least recently used go first), and none kept
-    ``idle_seconds`` after its last use. They live here rather than in ``st.session_state`` because
+    """Analyses and their screen images kept between reruns, for every session of the process: a
+    session's under ``per_session`` bytes, all under ``total`` bytes (least recently used go first),
+    and none kept ``idle_seconds`` after its last use. They live here rather than in ``st.session_state`` because
     Streamlit keeps a closed tab's session state until another session connects or leaves, so after
     the last user left, their images would stay in memory indefinitely."""
 
@@ -60,7 +64,7 @@ class AnalysisStore:
         self._entries: OrderedDict[tuple, list] = OrderedDict()  # (session, *key) -> [result, last use]
         self._lock = threading.Lock()
 
-    def get(self, session: str, key: tuple) -> api.Analysis | api.InputError | None:
+    def get(self, session: str, key: tuple) -> Stored | None:
         with self._lock:
             entry = self._entries.get((session, *key))
             if entry is None:
@@ -69,7 +73,7 @@ class AnalysisStore:
             self._entries.move_to_end((session, *key))
             return entry[0]
 
-    def put(self, session: str, key: tuple, result: api.Analysis | api.InputError) -> None:
+    def put(self, session: str, key: tuple, result: Stored) -> None:
         with self._lock:
             self._entries[(session, *key)] = [result, self._clock()]
             self._entries.move_to_end((session, *key))
@@ -94,7 +98,9 @@ class AnalysisStore:
             return sum(_size(result) for (owner, *_), (result, _) in self._entries.items() if owner == session)
 
 
-def _size(result: api.Analysis | api.InputError) -> int:
+def _size(result: Stored) -> int:
+    if isinstance(result, tuple):
+        return sum(len(part) for part in result)
     return getattr(result, "nbytes", 1_000)
 
 
@@ -177,7 +183,7 @@ def analyze_cached(
     """
     clf = clf or classifier()
     owner = owner or session_owner()
-    key = (clf.name, hashlib.sha256(data).hexdigest())
+    key = _key(clf, data)
     result = ANALYSES.get(owner, key)
     if result is None:
         try:
@@ -186,6 +192,23 @@ def analyze_cached(
             result = error
         ANALYSES.put(owner, key, result)
     return result
+
+
+def screen_images_cached(data: bytes, opacity: float) -> tuple[bytes, bytes]:
+    """The image and its Grad-CAM overlay at ``opacity`` as JPEG for the screen, encoded once per
+    analysis and opacity, not on every rerun (each rerun draws every image on the page again).
+    Kept with the analyses, so they go with them. For an image ``analyze_cached`` could read."""
+    clf, owner = classifier(), session_owner()
+    key = (*_key(clf, data), "screen", round(opacity, 2))
+    images = ANALYSES.get(owner, key)
+    if images is None:
+        images = api.screen_jpegs(analyze_cached(data, clf, owner), opacity)
+        ANALYSES.put(owner, key, images)
+    return images
+
+
+def _key(clf: api.Classifier, data: bytes) -> tuple[str, str]:
+    return clf.name, hashlib.sha256(data).hexdigest()
 
 
 def site_check_cached(images: list[tuple[str, api.ImageSource]]) -> api.SiteCheck | str:

@@ -49,19 +49,13 @@ def at_setting(result: api.Analysis | api.InputError) -> api.Analysis | api.Inpu
 
 @st.fragment
 def show(index: int, name: str, data: bytes) -> None:
-    """One image; the opacity slider reruns only this fragment, never the model (the analysis comes
-    from the session's cache, or is made again if it was dropped while unused)."""
-    analysis = at_setting(ui.analyze_cached(data))
+    """One image; the opacity slider reruns only this fragment, never the model (the images come
+    from the session's cache, or are made again if they were dropped while unused)."""
     opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key=f"opacity_{index}")
+    image, heatmap = ui.screen_images_cached(data, opacity)
     left, right = st.columns(2)
-    # JPEG for the screen: far fewer bytes than PNG for the server to keep per session; the report is PNG
-    left.image(analysis.pixels, caption="Image as read", width="stretch", clamp=True, output_format="JPEG")
-    right.image(
-        api.overlay(analysis.pixels, analysis.heatmap, opacity),
-        caption="Grad-CAM: regions that drove the verdict",
-        width="stretch",
-        output_format="JPEG",
-    )
+    left.image(image, caption="Image as read", width="stretch")
+    right.image(heatmap, caption="Grad-CAM: regions that drove the verdict", width="stretch")
     owner = ui.session_owner()
 
     def report() -> bytes:  # built on click only

@@ -22,7 +22,7 @@ from .errors import InputError
 from .evaluation import roc_band, threshold_metrics
 from .imaging import MAX_UPLOAD_MB, decode
 from .inputs import expand_paths, skipped_in_folders, skipped_message, zip_images
-from .render import DISCLAIMER, DISCLAIMER_LONG, count, overlay, percent, probability_percent, report_png
+from .render import DISCLAIMER, DISCLAIMER_LONG, count, percent, probability_percent, report_png, screen_jpegs
 from .site import CHECK_WITH_DIAGNOSE_FROM as SITE_CHECK_WITH_DIAGNOSE_FROM
 from .site import MIN_IMAGES as SITE_MIN_IMAGES
 from .site import SiteCheck, check_site
@@ -66,7 +66,6 @@ __all__ = [
     "misclassified",
     "model_card",
     "new_model_name",
-    "overlay",
     "percent",
     "plain",
     "plots",
@@ -75,6 +74,7 @@ __all__ = [
     "registry",
     "report_png",
     "roc_band",
+    "screen_jpegs",
     "threshold_metrics",
     "thumbnail",
     "verdict_color",

@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # types only: the model card renders through here without loa
 
 DISCLAIMER = "A demo and teaching tool, not a medical device."
 DISCLAIMER_LONG = f"{DISCLAIMER} Do not use it for decisions about real patients."
+SCREEN_JPEG_QUALITY = 90
+"""JPEG quality of the images the app shows (about a third of the bytes of quality 100, which
+Streamlit would use for an array)."""
 
 
 def count(n: int, noun: str) -> str:
@@ -72,6 +75,24 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> np
     return cv2.addWeighted(base, 1.0 - opacity, colored, opacity, 0.0)
 
 
+def screen_jpegs(analysis: Analysis, opacity: float = 0.4) -> tuple[bytes, bytes]:
+    """The image as read and its Grad-CAM overlay, as JPEG for the screen (at the analysis' size;
+    quality ``SCREEN_JPEG_QUALITY``). The report stays lossless PNG."""
+    images = (
+        analysis.pixels,
+        cv2.cvtColor(overlay(analysis.pixels, analysis.heatmap, opacity), cv2.COLOR_RGB2BGR),
+    )
+    return tuple(_encode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, SCREEN_JPEG_QUALITY]) for image in images)
+
+
+def _encode(extension: str, image: np.ndarray, params: list[int] | None = None) -> bytes:
+    """``image`` (grayscale or BGR) encoded by OpenCV."""
+    ok, encoded = cv2.imencode(extension, image, params or [])
+    if not ok:
+        raise RuntimeError(f"{extension[1:].upper()} encoding failed")
+    return encoded.tobytes()
+
+
 def _prevalence(prediction: Prediction) -> str:
     return f"   Prevalence assumed {percent(prediction.prevalence, 0)}" if prediction.prevalence else ""
 
@@ -109,7 +130,4 @@ def report_png(analysis: Analysis, *, model_name: str, source_name: str, opacity
     ):
         cv2.putText(page, text, (20, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness, cv2.LINE_AA)
         y += 36
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(page, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return encoded.tobytes()
+    return _encode(".png", cv2.cvtColor(page, cv2.COLOR_RGB2BGR))

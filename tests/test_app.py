@@ -106,6 +106,26 @@ def test_opacity_slider_does_not_rerun_the_model(
     assert not app.exception and len(calls) == 1
 
 
+def test_the_images_shown_are_encoded_once_per_image_and_opacity_not_on_every_rerun(
+    use_tiny_registry: Path, no_data: None, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded = []
+    original = api.screen_jpegs
+    monkeypatch.setattr(
+        api, "screen_jpegs", lambda analysis, opacity: encoded.append(opacity) or original(analysis, opacity)
+    )
+    app = page("diagnose").run()
+    files = sorted((data_root / "test" / "NORMAL").iterdir())[:2]
+    app.get("file_uploader")[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in files])
+    app.run()
+    assert encoded == [0.4, 0.4]
+    app.run()  # any rerun (another upload, the sidebar) draws every image again, from what was encoded
+    assert encoded == [0.4, 0.4]
+    app.slider(key="opacity_0").set_value(0.8).run()
+    app.slider(key="opacity_0").set_value(0.4).run()
+    assert not app.exception and encoded == [0.4, 0.4, 0.8]
+
+
 def test_diagnose_examples_from_dataset(shipped: None) -> None:
     app = page("diagnose").run()
     box = app.selectbox(key="example")

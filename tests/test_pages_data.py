@@ -210,6 +210,26 @@ def test_overlay_blends_in_rgb_at_the_given_opacity() -> None:
     np.testing.assert_array_equal(overlay(gray, hot), overlay(gray, hot, 0.4))  # the page's default opacity
 
 
+def test_screen_images_are_jpegs_of_the_image_and_its_overlay_at_the_analysis_size() -> None:
+    from pneumo_core.classifier import Analysis
+    from pneumo_core.render import SCREEN_JPEG_QUALITY, overlay, screen_jpegs
+
+    pixels = np.tile(np.linspace(0, 255, 300, dtype=np.uint8), (200, 1))
+    heat = np.zeros((200, 300), np.float16)  # the app keeps display-sized float16 heatmaps
+    heat[:, 150:] = 1.0
+    analysis = Analysis(Prediction(0.2, "NORMAL", "likely normal", 0.5), heatmap=heat, pixels=pixels)
+    image, blended = screen_jpegs(analysis, 0.7)
+    assert image[:2] == blended[:2] == b"\xff\xd8"  # JPEG
+    gray = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert gray.shape == pixels.shape and np.abs(gray.astype(int) - pixels).mean() < 2
+    colour = cv2.cvtColor(cv2.imdecode(np.frombuffer(blended, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    expected = overlay(pixels, heat, 0.7)
+    assert colour.shape == expected.shape and np.abs(colour.astype(int) - expected).mean() < 3  # RGB, not BGR
+    assert SCREEN_JPEG_QUALITY == 90 and len(blended) < len(
+        cv2.imencode(".jpg", expected, [cv2.IMWRITE_JPEG_QUALITY, 100])[1]
+    )
+
+
 def test_the_disclaimers_words() -> None:
     from pneumo_core.render import DISCLAIMER, DISCLAIMER_LONG
 
