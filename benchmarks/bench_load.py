@@ -1,10 +1,13 @@
 """Load benchmark in real browsers: server CPU per upload, many users at once, memory over a soak.
 
-    python benchmarks/bench_load.py [--data DIR] [--sessions 10] [--uploads 5] [--soak 300] [--settle 180]
+    python benchmarks/bench_load.py [--data DIR] [--sessions 10] [--uploads 5] [--soak 300] [--settle 180] [--app app.py]
 
 Starts `streamlit run app.py` on the default model, with ``MALLOC_ARENA_MAX=2`` as scripts/app.sh
 does (unless the environment sets it), and drives headless Chromium (one browser per simulated user,
-each in its own thread) with the dataset's original-resolution val/ JPEGs, enlarged to ``--side`` px. Prints figures, asserts nothing. Linux only (server CPU and memory come from /proc).
+each in its own thread) with the dataset's original-resolution val/ JPEGs, enlarged to ``--side`` px.
+Prints figures, asserts nothing. Linux only (server CPU and memory come from /proc). ``--app
+benchmarks/bare_page.py`` serves a bare page instead: what the browsers and this script alone cost
+on the machine, the floor under any page's figures.
 
 1. One session: ``--uploads`` images, one after another, in one page. Server CPU seconds per upload
    (user + system time of the server process), and seconds from handing the file to the page until
@@ -160,6 +163,9 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=300, help="uploads in the soak (0: skip it)")
     parser.add_argument("--settle", type=int, default=180, help="seconds to wait after the soak's sessions close")
     parser.add_argument("--side", type=int, default=2400, help="long side of the uploaded JPEGs, in pixels")
+    parser.add_argument(
+        "--app", default="app.py", help="the Streamlit script to serve, from the project root (default: app.py)"
+    )
     args = parser.parse_args()
     if min(args.sessions, args.uploads) < 1 or min(args.soak, args.settle) < 0 or args.side < 64:
         parser.error("--sessions and --uploads must be >= 1, --soak and --settle >= 0, --side >= 64")
@@ -172,7 +178,7 @@ def run(args: argparse.Namespace, pool: list[Path], parser: argparse.ArgumentPar
         parser.error(f"too few JPEGs under {args.data / 'val'}")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    command = [sys.executable, "-m", "streamlit", "run", args.app, "--server.port", str(port)]
     server = subprocess.Popen(
         [*command, "--server.headless", "true"],
         cwd=ROOT,
