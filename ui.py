@@ -241,33 +241,6 @@ def site_check_cached(images: list[tuple[str, api.ImageSource]]) -> api.SiteChec
     return check
 
 
-@st.fragment(run_every=1.0)
-def follow_adaptation(job: api.AdaptJob) -> None:
-    """Progress of an adaptation, with Cancel; its figures, learning curve and "make default" once done."""
-    name = job.out.name
-    if job.state == "running":
-        st.progress(min(1.0, job.progress), text=f"Adapting: {job.message}")
-        if st.button("Cancel", key="ad_cancel"):
-            job.cancel()
-        return
-    if job.state == "cancelled":
-        st.info("Adaptation cancelled: no model was registered.")
-        return
-    if job.state == "failed":
-        st.error(f"Adaptation stopped: {api.plain(job.message)}")
-        return
-    metadata = job.result.metadata
-    st.success(f"{name} is registered. Its figures are site-adapted, out of fold: each image was scored by a model "
-               "fitted without that patient.")  # fmt: skip
-    st.dataframe(api.adapted_figures(metadata), hide_index=True, width="stretch")
-    st.plotly_chart(api.plots.learning_curve_figure(metadata["adaptation"]["learning_curve"]), key="ad_curve")
-    rejected = metadata["adaptation"]["rejected"]
-    if rejected:
-        with st.expander(f"{api.count(len(rejected), 'file')} left out"):
-            st.dataframe(rejected, hide_index=True, width="stretch")
-    promote(name, "ad")
-
-
 def promote(name: str, key: str) -> None:
     """Make ``name`` the default model, only once the user has ticked that they compared the figures."""
     if name == api.registry.default_name():

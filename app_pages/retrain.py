@@ -12,6 +12,35 @@ mode = st.radio(
     help="Adapting learns a site's own labelled X-rays on top of the selected model, scored by patient-grouped "
     "cross-validation. Check the site first with its unlabelled images (Site check page).",
 )  # fmt: skip
+
+
+@st.fragment(run_every=1.0)
+def follow_adaptation(job: api.AdaptJob) -> None:
+    """Progress of an adaptation, with Cancel; its figures, learning curve and "make default" once done."""
+    name = job.out.name
+    if job.state == "running":
+        st.progress(min(1.0, job.progress), text=f"Adapting: {job.message}")
+        if st.button("Cancel", key="ad_cancel"):
+            job.cancel()
+        return
+    if job.state == "cancelled":
+        st.info("Adaptation cancelled: no model was registered.")
+        return
+    if job.state == "failed":
+        st.error(f"Adaptation stopped: {api.plain(job.message)}")
+        return
+    metadata = job.result.metadata
+    st.success(f"{name} is registered. Its figures are site-adapted, out of fold: each image was scored by a model "
+               "fitted without that patient.")  # fmt: skip
+    st.dataframe(api.adapted_figures(metadata), hide_index=True, width="stretch")
+    st.plotly_chart(plots.learning_curve_figure(metadata["adaptation"]["learning_curve"]), key="ad_curve")
+    rejected = metadata["adaptation"]["rejected"]
+    if rejected:
+        with st.expander(f"{api.count(len(rejected), 'file')} left out"):
+            st.dataframe(rejected, hide_index=True, width="stretch")
+    ui.promote(name, "ad")
+
+
 if mode == "Adapt to a new site":
     base = ui.classifier()
     st.caption(
@@ -37,7 +66,7 @@ if mode == "Adapt to a new site":
             st.error(api.plain(problem))
     job = st.session_state.get("ad_job")
     if job is not None:
-        ui.follow_adaptation(job)
+        follow_adaptation(job)
     st.stop()
 
 st.caption(
