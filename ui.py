@@ -53,9 +53,9 @@ Stored = api.Analysis | api.InputError | tuple[bytes, ...]
 class AnalysisStore:
     """Analyses and their screen images kept between reruns, for every session of the process: a
     session's under ``per_session`` bytes, all under ``total`` bytes (least recently used go first),
-    and none kept ``idle_seconds`` after its last use. They live here rather than in ``st.session_state`` because
-    Streamlit keeps a closed tab's session state until another session connects or leaves, so after
-    the last user left, their images would stay in memory indefinitely."""
+    and none kept ``idle_seconds`` after its last use. They live here rather than in
+    ``st.session_state`` because Streamlit keeps a closed tab's session state until another session
+    connects or leaves, so after the last user left, their images would stay in memory indefinitely."""
 
     def __init__(
         self, per_session: int, total: int, idle_seconds: float, clock: Callable[[], float] = time.monotonic

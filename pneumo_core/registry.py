@@ -120,8 +120,8 @@ def list_models() -> list[ModelInfo]:
 
 def model_names() -> list[str]:
     """The names ``list_models()`` gives, in its order, listed again only when the models folder,
-    a model's metadata or the default changes: the app asks on every rerun, and parsing every
-    model's metadata each time cost the server more than a verdict's display."""
+    a model's metadata or the default changes. The app asks several times per rerun, and parsing
+    every model's metadata each time was one of the largest items in a profile of its server."""
     return list(_names_for(_folder_state()))
 
 
