@@ -19,6 +19,10 @@ on the machine, the floor under any page's figures.
    seconds: the server's, everything else's (the browsers, their drivers, this script) and idle.
 3. Soak: ``--soak`` uploads, by sessions of ``--uploads`` (two at a time); the server's resident
    memory before, at its peak, at the end, and ``--settle`` seconds after the last session closed.
+   Memory before the soak is read ``--settle`` seconds after the earlier phases' sessions closed and
+   one more user came and went, and so is the last figure after it: Streamlit keeps a closed tab's
+   session for two minutes, and drops the expired ones only when a session connects or leaves, so
+   memory read at any moment depends on how many are still kept.
 """
 
 from __future__ import annotations
@@ -69,6 +73,20 @@ def large_copies(originals: list[Path], side: int, folder: Path) -> list[Path]:
         cv2.imwrite(str(copy), large, [cv2.IMWRITE_JPEG_QUALITY, 90])
         copies.append(copy)
     return copies
+
+
+def settled_mb(url: str, pid: int, settle: float) -> float:
+    """The server's memory ``settle`` seconds after the last sessions closed, then once one more user
+    has opened and closed the page. Streamlit keeps a closed tab's session for two minutes in case it
+    reconnects, and lets go of the expired ones only when a session connects or leaves."""
+    time.sleep(settle)
+    run_sessions(url, [[]])
+    time.sleep(15)  # the app's own store drops a closed tab's analyses within 10 s
+    return rss_mb(pid)
+
+
+def percent_change(value: float, start: float) -> str:
+    return f"{100 * (value / start - 1):+.1f}%"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -161,7 +179,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--uploads", type=int, default=5)
     parser.add_argument("--soak", type=int, default=300, help="uploads in the soak (0: skip it)")
-    parser.add_argument("--settle", type=int, default=180, help="seconds to wait after the soak's sessions close")
+    parser.add_argument(
+        "--settle", type=int, default=180, help="seconds to wait after sessions close, before and after the soak"
+    )
     parser.add_argument("--side", type=int, default=2400, help="long side of the uploaded JPEGs, in pixels")
     parser.add_argument(
         "--app", default="app.py", help="the Streamlit script to serve, from the project root (default: app.py)"
@@ -216,7 +236,8 @@ def run(args: argparse.Namespace, pool: list[Path], parser: argparse.ArgumentPar
                   f"everything else {busy_after - busy - server_cpu:.1f}, idle {idle_after - idle:.1f}")  # fmt: skip
 
         if args.soak:
-            start_mb, peak, done = rss_mb(server.pid), 0.0, 0
+            start_mb = settled_mb(url, server.pid, args.settle)
+            peak, done = 0.0, 0
             while done < args.soak:
                 batches = [
                     [pool[(done + k * args.uploads + i) % len(pool)] for i in range(args.uploads)] for k in range(2)
@@ -226,9 +247,12 @@ def run(args: argparse.Namespace, pool: list[Path], parser: argparse.ArgumentPar
                 peak = max(peak, rss_mb(server.pid))
             end_mb = rss_mb(server.pid)
             time.sleep(args.settle)
+            unvisited_mb = rss_mb(server.pid)
             print(f"soak, {done} uploads in sessions of {args.uploads}: server memory {start_mb:.0f} MB before, "
-                  f"peak {peak:.0f} MB, {end_mb:.0f} MB at the end, {rss_mb(server.pid):.0f} MB {args.settle} s "
-                  "after the sessions closed")  # fmt: skip
+                  f"peak {peak:.0f} MB ({percent_change(peak, start_mb)}), {end_mb:.0f} MB at the end; "
+                  f"{args.settle} s after the sessions closed {unvisited_mb:.0f} MB "
+                  f"({percent_change(unvisited_mb, start_mb)}), and once a new user has come "
+                  f"{(after := settled_mb(url, server.pid, 0)):.0f} MB ({percent_change(after, start_mb)})")  # fmt: skip
     finally:
         server.terminate()
         server.wait(timeout=30)
