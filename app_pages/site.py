@@ -29,8 +29,8 @@ if uploads:
     images = api.gather_uploads([(u.name, u.getvalue()) for u in uploads])
 elif folder:
     try:
-        images = api.folder_images(folder)
-        if skipped := api.folder_skipped(folder):
+        images, skipped = api.folder_images(folder)
+        if skipped:
             st.caption(api.plain(skipped))
     except api.InputError as error:
         st.error(api.plain(error.message))

@@ -21,7 +21,7 @@ from .data import resolve_data_dir
 from .errors import InputError
 from .evaluation import roc_band, threshold_metrics
 from .imaging import MAX_UPLOAD_MB, decode
-from .inputs import expand_paths, skipped_in_folders, skipped_message, zip_images
+from .inputs import gather_paths, skipped_message, zip_images
 from .render import DISCLAIMER, DISCLAIMER_LONG, count, percent, probability_percent, report_png, screen_jpegs
 from .site import CHECK_WITH_DIAGNOSE_FROM as SITE_CHECK_WITH_DIAGNOSE_FROM
 from .site import MIN_IMAGES as SITE_MIN_IMAGES
@@ -55,7 +55,6 @@ __all__ = [
     "example_images",
     "facts_line",
     "folder_images",
-    "folder_skipped",
     "from_archive",
     "from_folder",
     "gather_uploads",
@@ -188,8 +187,9 @@ def gather_uploads(files: list[tuple[str, bytes]]) -> list[tuple[str, ImageSourc
     return images
 
 
-def folder_images(folder: str) -> list[tuple[str, ImageSource]]:
-    """The image files under a folder on the server, named by their path inside it.
+def folder_images(folder: str) -> tuple[list[tuple[str, ImageSource]], str | None]:
+    """The image files under a folder on the server, named by their path inside it, and one line
+    naming the files left out for their names (other formats), or ``None`` when there are none.
 
     Raises:
         InputError: the folder does not exist.
@@ -197,14 +197,8 @@ def folder_images(folder: str) -> list[tuple[str, ImageSource]]:
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise InputError("no_folder", f"There is no folder {folder} on the server.")
-    return [(str(path.relative_to(root)), path) for path in expand_paths([str(root)])]
-
-
-def folder_skipped(folder: str) -> str | None:
-    """One line naming the files under a folder on the server that are not read for their names
-    (other formats), or ``None`` when there are none."""
-    skipped = skipped_in_folders([str(Path(folder).expanduser())])
-    return skipped_message(skipped) if skipped else None
+    read, skipped = gather_paths([str(root)])
+    return [(str(path.relative_to(root)), path) for path in read], skipped_message(skipped) if skipped else None
 
 
 def thumbnail(source: ImageSource, side: int = 160):

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from .data import DATA_HELP
 from .errors import InputError, ModelLoadError
-from .inputs import expand_paths, skipped_in_folders, skipped_message
+from .inputs import gather_paths, skipped_message
 
 CSV_COLUMNS = ["path", "probability_pneumonia", "label", "error"]
 
@@ -51,10 +51,9 @@ def _progress(verb: str):
 def _image_files(paths: list[str]) -> list[Path]:
     """The image files given or found in the given folders; says on stderr which files the folders
     held that are not read (by name), and when there is nothing to read."""
-    skipped = skipped_in_folders(paths)
+    files, skipped = gather_paths(paths)
     if skipped:
         print(skipped_message(skipped), file=sys.stderr)
-    files = expand_paths(paths)
     if not files:
         print("error: no image files found in the given paths", file=sys.stderr)
     return files

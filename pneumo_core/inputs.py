@@ -30,16 +30,20 @@ def folder_files(folder: Path) -> list[Path]:
     return [child for child in sorted(folder.rglob("*")) if child.is_file() and not child.name.startswith(".")]
 
 
-def expand_paths(paths: list[str]) -> list[Path]:
-    """Files as given; folders searched recursively for image files (see ``is_image_name``)."""
-    found: list[Path] = []
+def gather_paths(paths: list[str]) -> tuple[list[Path], list[Path]]:
+    """Files as given, and folders searched recursively, in one walk: ``(read, skipped)``, the image
+    files (see ``is_image_name``) and the files inside the folders left out for their names (other
+    formats, such as .bmp or .tif), so that a command can say so; hidden files are not counted."""
+    read: list[Path] = []
+    skipped: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += [child for child in folder_files(path) if is_image_name(child.name)]
+            for child in folder_files(path):
+                (read if is_image_name(child.name) else skipped).append(child)
         else:
-            found.append(path)
-    return found
+            read.append(path)
+    return read, skipped
 
 
 OTHER_FORMAT = f"not JPEG, PNG or DICOM by name ({', '.join(IMAGE_SUFFIXES)} or no extension)"
@@ -51,20 +55,8 @@ def other_format_error() -> InputError:
     return InputError("unsupported_format", f"Not read: {OTHER_FORMAT}.")
 
 
-def skipped_in_folders(paths: list[str]) -> list[Path]:
-    """Files inside the given folders that ``expand_paths`` leaves out for their names (other
-    formats, such as .bmp or .tif), so that a command can say so; hidden files are not counted."""
-    return [
-        child
-        for raw in paths
-        if Path(raw).is_dir()
-        for child in folder_files(Path(raw))
-        if not is_image_name(child.name)
-    ]
-
-
 def skipped_message(skipped: list[Path]) -> str:
-    """One line naming the files a folder held that are not read (``skipped_in_folders``)."""
+    """One line naming the files a folder held that are not read (``gather_paths``' second part)."""
     names = ", ".join(path.name for path in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
     return f"Skipped {count(len(skipped), 'file')} {OTHER_FORMAT}: {names}"
 
