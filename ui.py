@@ -194,11 +194,6 @@ def analyze_cached(
     return result
 
 
-def is_analyzed(data: bytes) -> bool:
-    """Whether ``analyze_cached`` has this file's analysis with the selected model at hand."""
-    return ANALYSES.get(session_owner(), _key(classifier(), data)) is not None
-
-
 def screen_images_cached(data: bytes, opacity: float) -> tuple[bytes, bytes]:
     """The image and its Grad-CAM overlay at ``opacity`` as JPEG for the screen, encoded once per
     analysis and opacity, not on every rerun (each rerun draws every image on the page again).

@@ -70,8 +70,7 @@ def show(index: int, name: str, data: bytes) -> None:
 def show_results(files: list[tuple[str, bytes]]) -> None:
     """Verdicts, the worklist and each image. Analyses stay local here: what a page's globals hold
     lives on with the session's fragments after the run, and a closed tab's session lingers."""
-    unread = sum(not ui.is_analyzed(data) for _, data in files)  # a rerun draws, reads nothing: no bar
-    bar = st.progress(0.0, text="Reading images...") if unread > 1 else None
+    bar = st.progress(0.0, text="Reading images...") if len(files) > 1 else None
     results = []
     for done, (name, data) in enumerate(files, start=1):
         results.append((name, at_setting(ui.analyze_cached(data))))

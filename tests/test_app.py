@@ -341,34 +341,6 @@ def test_retrain_adapts_to_a_site_from_a_zip_and_asks_before_making_it_default(
     assert (models / "DEFAULT").read_text().strip() == job.out.name
 
 
-def test_the_reading_progress_bar_shows_only_when_images_are_read(
-    use_tiny_registry: Path, no_data: None, data_root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each rerun (an upload, the sidebar) draws every result again; a bar shown and cleared on each
-    one, with nothing to read, was work for the server and every browser."""
-    import streamlit as st
-
-    bars = []
-    original = st.progress
-    monkeypatch.setattr(st, "progress", lambda *a, **k: bars.append(k.get("text")) or original(*a, **k))
-    files = [(p.name, p.read_bytes(), "image/jpeg") for p in sorted((data_root / "test" / "NORMAL").iterdir())[:4]]
-    app = page("diagnose").run()
-    app.get("file_uploader")[0].set_value(files[:2])
-    app.run()
-    assert bars == ["Reading images..."]
-    app.run()
-    assert bars == ["Reading images..."]  # nothing new to read
-    app.get("file_uploader")[0].set_value(files[:3])
-    app.run()
-    assert bars == ["Reading images..."]  # one new image: read at once, as a single upload is
-    app.get("file_uploader")[0].set_value(files)
-    app.run()
-    assert bars == ["Reading images..."]
-    app.get("file_uploader")[0].set_value(files[:1] + [(name, data + b"\0", kind) for name, data, kind in files[1:3]])
-    app.run()
-    assert not app.exception and bars == ["Reading images...", "Reading images..."]
-
-
 def test_a_sessions_cache_is_bounded_by_bytes_and_holds_display_sized_images(
     use_tiny_registry: Path, no_data: None, data_root: Path, full_size_image: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
