@@ -211,10 +211,15 @@ def _key(clf: api.Classifier, data: bytes) -> tuple[str, str]:
     return clf.name, hashlib.sha256(data).hexdigest()
 
 
-def site_check_cached(images: list[tuple[str, api.ImageSource]]) -> api.SiteCheck | str:
+def site_check_cached(
+    images: list[tuple[str, api.ImageSource]],
+    analyses: list[tuple[str, api.Analysis | api.InputError]] | None = None,
+) -> api.SiteCheck | str:
     """The site check of these images with the selected model, once per set of files per session;
     kept in the session (with the most atypical images, for thumbnails) for the Site page.
-    Returns the check, or a message when the model cannot run one."""
+    With the images' ``analyses`` (in the same order), the check uses what the network read for
+    them rather than reading every image again. Returns the check, or a message when the model
+    cannot run one."""
     clf = classifier()
     digest = hashlib.sha256(clf.name.encode())
     for name, source in images:
@@ -223,15 +228,21 @@ def site_check_cached(images: list[tuple[str, api.ImageSource]]) -> api.SiteChec
     cached = st.session_state.get("site_check")
     if cached and cached["key"] == digest.hexdigest():
         return cached["check"]
-    bar = st.progress(0.0, text="Reading images for the site check...")
     try:
-        check = api.check_site(
-            clf, images, progress=lambda done, total: bar.progress(done / total, text=f"Read {done} of {total} images")
-        )
+        if analyses is not None:
+            check = api.check_analyzed(clf, analyses)
+        else:
+            bar = st.progress(0.0, text="Reading images for the site check...")
+            try:
+                check = api.check_site(
+                    clf,
+                    images,
+                    progress=lambda done, total: bar.progress(done / total, text=f"Read {done} of {total} images"),
+                )
+            finally:
+                bar.empty()
     except ValueError as error:
         return str(error)
-    finally:
-        bar.empty()
     atypical = {item["name"] for item in check.most_atypical}
     st.session_state["site_check"] = {
         "key": digest.hexdigest(),

@@ -80,7 +80,7 @@ def show_results(files: list[tuple[str, bytes]]) -> None:
         bar.empty()
     rows = api.worklist_rows(results)
     if len(files) >= api.SITE_CHECK_WITH_DIAGNOSE_FROM:
-        check = ui.site_check_cached(files)
+        check = ui.site_check_cached(files, results)  # from the analyses: the network runs once per image
         if isinstance(check, api.SiteCheck):
             st.info(check.summary())
             st.page_link("app_pages/site.py", label="Site check: the details")

@@ -25,7 +25,7 @@ from .inputs import gather_paths, skipped_message, zip_images
 from .render import DISCLAIMER, DISCLAIMER_LONG, count, percent, probability_percent, report_png, screen_jpegs
 from .site import CHECK_WITH_DIAGNOSE_FROM as SITE_CHECK_WITH_DIAGNOSE_FROM
 from .site import MIN_IMAGES as SITE_MIN_IMAGES
-from .site import SiteCheck, check_site
+from .site import SiteCheck, check_analyzed, check_site
 from .worklist import WORKLIST_HEADERS, example_images, worklist_csv, worklist_rows
 
 ImageSource = bytes | Path | InputError
@@ -48,6 +48,7 @@ __all__ = [
     "SiteDataError",
     "TrainingConfig",
     "adapted_figures",
+    "check_analyzed",
     "check_site",
     "comparison_note",
     "count",

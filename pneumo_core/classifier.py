@@ -51,11 +51,15 @@ class Analysis:
     prediction: Prediction
     heatmap: np.ndarray
     pixels: np.ndarray
+    logit: float = float("nan")
+    """The network's logit, before calibration (for a site check of analysed images)."""
+    embedding: np.ndarray | None = None
+    """The network's feature-layer embedding (for a site check of analysed images)."""
 
     @property
     def nbytes(self) -> int:
         """Memory the arrays hold (for caches bounded by size)."""
-        return int(self.heatmap.nbytes + self.pixels.nbytes)
+        return int(self.heatmap.nbytes + self.pixels.nbytes + (0 if self.embedding is None else self.embedding.nbytes))
 
 
 class Classifier:
@@ -163,7 +167,11 @@ class Classifier:
 
         model_input, decoded = self.prepare(image)
         logits, cams, embeddings = self._explainer.explain(model_input[None])
-        prediction = self._prediction(float(logits[0]), embeddings[0], decoded)
+        try:
+            prediction = self._prediction(float(logits[0]), embeddings[0], decoded)
+        except InputError as error:  # refused by the feature gate
+            error.read = (float(logits[0]), embeddings[0])
+            raise
         if display_side is None:
             height, width, pixels = decoded.height, decoded.width, decoded.pixels
         else:
@@ -172,7 +180,8 @@ class Classifier:
                 pixels = fit_longer_side(pixels, display_side)
             height, width = pixels.shape[:2]
         cam = heatmap(cams[0], height, width, self.contract.frame_scale)
-        return Analysis(prediction, cam if display_side is None else cam.astype(np.float16), pixels)
+        shown = cam if display_side is None else cam.astype(np.float16)
+        return Analysis(prediction, shown, pixels, float(logits[0]), embeddings[0])
 
     def gradcam(self, image: ImageSource | DecodedImage) -> np.ndarray:
         """Grad-CAM for the predicted class: float32 H x W in [0, 1] at the image's resolution."""

@@ -452,6 +452,30 @@ def check_site(
 ) -> SiteCheck:
     """Check a batch of ``(name, source)`` images (paths, bytes or arrays) against the model's
     reference. Raises ``ValueError`` when the model ships no site reference."""
+    test = _shift_test(classifier)
+    return _assess(classifier, test, embed(classifier, sources, progress=progress))
+
+
+def check_analyzed(classifier: Any, results: Sequence[tuple[str, Any]]) -> SiteCheck:
+    """The site check of ``(name, analysis or InputError)`` pairs from ``classifier.analyze``: the
+    same check as ``check_site`` of those images, without running the network again. Images the
+    feature gate refused count, as in ``embed``; the others that failed are listed as left out."""
+    test = _shift_test(classifier)
+    names, logits, embeddings, rejected = [], [], [], []
+    for name, result in results:
+        read = result.read if isinstance(result, InputError) else (result.logit, result.embedding)
+        if read is None:
+            rejected.append((name, result.message))
+        else:
+            names.append(name)
+            logits.append(read[0])
+            embeddings.append(read[1])
+    width = sum(classifier.network.feature_sizes)
+    stacked = np.stack(embeddings) if embeddings else np.zeros((0, width), np.float32)
+    return _assess(classifier, test, Embedded(names, np.asarray(logits, np.float32), stacked, rejected))
+
+
+def _shift_test(classifier: Any) -> ShiftTest:
     reference = SiteReference.load(classifier.path / REFERENCE_FILE)
     if reference is None:
         raise ValueError(
@@ -459,7 +483,8 @@ def check_site(
             f"have too few validation images for one; for another model, make it with: "
             f"scripts/pneumo site-reference {classifier.name}"
         )
-    embedded = embed(classifier, sources, progress=progress)
-    contract = classifier.contract
-    test = ShiftTest(reference, contract.calibration_prevalence or reference.prevalence)
-    return assess(test, embedded, temperature=contract.temperature, model=classifier.name)
+    return ShiftTest(reference, classifier.contract.calibration_prevalence or reference.prevalence)
+
+
+def _assess(classifier: Any, test: ShiftTest, embedded: Embedded) -> SiteCheck:
+    return assess(test, embedded, temperature=classifier.contract.temperature, model=classifier.name)

@@ -20,6 +20,7 @@ from pneumo_core.site import (
     ShiftTest,
     SiteReference,
     assess,
+    check_analyzed,
     check_site,
     estimate_prevalence,
     prevalence_interval,
@@ -148,6 +149,33 @@ def test_the_shipped_model_checks_a_batch_and_lists_what_it_left_out(shipped_cla
     assert len(distances) == 10 and distances == sorted(distances, reverse=True)
     assert {item["name"] for item in result.most_atypical} <= {name for name, _ in images}
     assert len(result.picture["site"]) == result.n and len(result.atypicality) == result.n
+
+
+def test_a_check_of_analysed_images_is_the_check_of_those_images(shipped_classifier, data_root: Path) -> None:
+    """Diagnose checks the site from what its analyses read, without running the network again: the
+    same images counted and left out (one the feature gate refused counts), the same figures."""
+    import skimage.data as sk
+
+    images = [(p.name, p.read_bytes()) for p in sorted((data_root / "test").rglob("*.jpeg"))]
+    images += [("notes.png", b"plain text"), ("camera.png", sk.camera())]
+    results = []
+    for name, source in images:
+        try:
+            results.append((name, shipped_classifier.analyze(source, display_side=64)))
+        except InputError as error:
+            results.append((name, error))
+    refused = dict(results)["camera.png"]
+    assert refused.code == "not_chest_xray" and refused.read is not None  # the gate's refusal keeps what was read
+    assert dict(results)["notes.png"].read is None
+    by_analysis, by_reading = check_analyzed(shipped_classifier, results), check_site(shipped_classifier, images)
+    assert by_analysis.n == by_reading.n == len(images) - 1
+    assert by_analysis.rejected == by_reading.rejected == [{"name": "notes.png", "reason": results[-2][1].message}]
+    assert by_analysis.p_value == pytest.approx(by_reading.p_value, rel=1e-3, abs=1e-6)
+    assert by_analysis.estimated_prevalence["value"] == pytest.approx(
+        by_reading.estimated_prevalence["value"], abs=1e-4
+    )
+    assert [i["name"] for i in by_analysis.most_atypical] == [i["name"] for i in by_reading.most_atypical]
+    assert by_analysis.most_atypical[0]["name"] == "camera.png"
 
 
 def test_a_model_without_a_reference_says_how_to_make_one(tiny_classifier, data_root: Path) -> None:
