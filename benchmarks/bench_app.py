@@ -5,7 +5,9 @@
 - first page rendered: seconds from launching `streamlit run app.py` until the home page's title
   and model card are visible in Chromium (the model loads on that first page);
 - verdict on screen: seconds from handing a full-resolution X-ray to the Diagnose page's file
-  input until the verdict's probability is visible (includes the browser's upload).
+  input until the verdict's probability is visible (includes the browser's upload);
+- a batch: seconds from handing ``--batch`` test-set images at once to a fresh Diagnose page until
+  the site check's line (shown from 50 images) and the worklist are on screen.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_argument(parser)
     parser.add_argument("--uploads", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=60, help="images uploaded at once (0: skip)")
     args = parser.parse_args()
     images = sorted((args.data / "val").rglob("*.jpeg"))[: args.uploads]
     port = free_port()
@@ -78,6 +81,16 @@ def main() -> None:
                 f"verdict on screen after upload ({len(times)} full-resolution JPEGs, {min(sizes)}-{max(sizes)} KB): "
                 f"median {statistics.median(times):.2f} s, max {max(times):.2f} s"
             )
+            if args.batch:
+                batch = sorted((args.data / "test").rglob("*.jpeg"))[: args.batch]
+                page.goto(f"{url}/diagnose")
+                page.get_by_role("heading", name="Diagnose").wait_for()
+                start = time.perf_counter()
+                page.locator("input[type=file]").set_input_files([str(p) for p in batch])
+                page.get_by_text("Site check (").first.wait_for()
+                page.get_by_text("Worklist (highest probability first)").wait_for()
+                print(f"{len(batch)} test-set images at once: site check and worklist on screen after "
+                      f"{time.perf_counter() - start:.1f} s")  # fmt: skip
         finally:
             browser.close()
             server.terminate()
