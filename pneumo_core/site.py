@@ -25,7 +25,7 @@ Below ``MIN_IMAGES`` the answer is "too small to tell".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,13 +326,20 @@ def embed(
     """Decode ``(name, source)`` pairs and run the network. Files that cannot be read, or that the
     header and image-statistics rules say are not chest X-rays, are listed and left out; the
     feature-distance gate is not applied, since a site's images may be far off and still be X-rays."""
+    reads = classifier.read_many([source for _, source in sources], batch_size, progress)
+    return _gathered(classifier, ((sources[index][0], read) for index, read in reads))
+
+
+def _gathered(classifier: Any, reads: Iterable[tuple[str, Sequence[Any] | InputError]]) -> Embedded:
+    """An ``Embedded`` batch from ``(name, read)`` pairs in order: ``read`` starts with the logit and
+    the embedding, or is the ``InputError`` that left the image out."""
     names, rejected = [], []
     logits, embeddings = [], []
-    for index, read in classifier.read_many([source for _, source in sources], batch_size, progress):
+    for name, read in reads:
         if isinstance(read, InputError):
-            rejected.append((sources[index][0], read.message))
+            rejected.append((name, read.message))
         else:
-            names.append(sources[index][0])
+            names.append(name)
             logits.append(read[0])
             embeddings.append(read[1])
     width = sum(classifier.network.feature_sizes)
@@ -460,19 +467,14 @@ def check_analyzed(classifier: Any, results: Sequence[tuple[str, Any]]) -> SiteC
     """The site check of ``(name, analysis or InputError)`` pairs from ``classifier.analyze``: the
     same check as ``check_site`` of those images, without running the network again. Images the
     feature gate refused count, as in ``embed``; the others that failed are listed as left out."""
+
+    def read(result: Any) -> Sequence[Any] | InputError:
+        if isinstance(result, InputError):
+            return result if result.read is None else result.read
+        return result.logit, result.embedding
+
     test = _shift_test(classifier)
-    names, logits, embeddings, rejected = [], [], [], []
-    for name, result in results:
-        read = result.read if isinstance(result, InputError) else (result.logit, result.embedding)
-        if read is None:
-            rejected.append((name, result.message))
-        else:
-            names.append(name)
-            logits.append(read[0])
-            embeddings.append(read[1])
-    width = sum(classifier.network.feature_sizes)
-    stacked = np.stack(embeddings) if embeddings else np.zeros((0, width), np.float32)
-    return _assess(classifier, test, Embedded(names, np.asarray(logits, np.float32), stacked, rejected))
+    return _assess(classifier, test, _gathered(classifier, ((name, read(result)) for name, result in results)))
 
 
 def _shift_test(classifier: Any) -> ShiftTest:
