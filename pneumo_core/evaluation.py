@@ -176,7 +176,16 @@ def bootstrap_ci(
         for key, value in statistic(y_true[idx], y_score[idx]).items():
             samples.setdefault(key, []).append(value)
     alpha = (1 - confidence) / 2
-    return {key: (float(np.nanquantile(v, alpha)), float(np.nanquantile(v, 1 - alpha))) for key, v in samples.items()}
+    return {key: _interval(np.asarray(v, np.float64), alpha) for key, v in samples.items()}
+
+
+def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The percentile interval of the resamples where the statistic is defined; NaN where it never is
+    (a sensitivity of a resample without positives, say)."""
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
 
 
 def roc_band(

@@ -143,6 +143,18 @@ def test_bootstrap_is_seeded() -> None:
     assert bootstrap_ci(Y, P, stat, seed=3) == bootstrap_ci(Y, P, stat, seed=3)
 
 
+def test_a_statistic_undefined_in_every_resample_gets_no_interval_and_no_warning() -> None:
+    import warnings
+
+    stat = lambda t, p: {"never": float("nan"), "sometimes": float(p[0]) if t[0] else float("nan")}  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        intervals = bootstrap_ci(Y, P, stat, n_resamples=200, seed=1)
+    assert np.isnan(intervals["never"]).all()
+    low, high = intervals["sometimes"]  # the resamples where it is defined still give an interval
+    assert P.min() <= low <= high <= P.max()
+
+
 def test_shift_prevalence_by_hand() -> None:
     # p = 0.8 at prevalence 0.75: odds 4 / prior odds 3; at prevalence 0.5 (prior odds 1): odds 4/3
     assert shift_prevalence(0.8, 0.75, 0.5) == pytest.approx(4 / 7)
