@@ -2,6 +2,7 @@
 
     python benchmarks/seed_spread.py train --seed 2337 [--config META] [--out DIR]
     python benchmarks/seed_spread.py summary MODEL_DIR [MODEL_DIR ...] [--write NAME]
+    python benchmarks/seed_spread.py adapted MODEL_DIR [MODEL_DIR ...] [--data DIR] [--folds K]
 
 ``train`` runs ``train.py`` with a configuration (default: the shipped default's metadata) and
 another seed, into ``runs/seeds/`` unless ``--out`` says otherwise.
@@ -10,6 +11,11 @@ another seed, into ``runs/seeds/`` unless ``--out`` says otherwise.
 sensitivity, specificity, calibrated validation log-loss and kept epochs per member, then the mean
 and range over them. ``--write NAME`` stores the ranges, in words, in that registered model's
 metadata (``seed_spread``) and rewrites its card.
+
+``adapted`` asks whether a site that adapts (``pneumo_core.adapt``) still draws the seed lottery: each
+model folder given is adapted to the official test set as ``benchmarks/adapt_site.py`` does (the test
+set plays "site B"; patient-grouped K-fold cross-validation, one out-of-fold prediction per image),
+and the base's own test figures are printed beside the adapted ones, then the mean and range of each.
 
 The three candidate epoch rules tried against today's (fixed-cosine, bn-refresh and ema, none
 adopted: docs/experiments.md) were applied here by a ``--rule`` option; their code is in git
@@ -90,6 +96,35 @@ def summary(folders: list[Path], write: str | None = None) -> None:
         print(f"wrote the spread into {folder / registry.METADATA_FILE} and its card")
 
 
+def adapted(folders: list[Path], data: Path, folds: int) -> None:
+    import os
+    import tempfile
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from pneumo_core import Classifier
+    from pneumo_core.adapt import adapt, from_folder
+    from pneumo_core.evaluation import summary as figures
+
+    site = from_folder(data / "test")
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for folder in folders:
+            base = Classifier.load(folder)
+            result = adapt(base, site, Path(scratch) / folder.name, folds=folds)
+            before, after = result.metadata["adaptation"]["before"], figures(result.metadata["test"])
+            rows.append({**{f"base {m}": before[m] for m in METRICS}, **{f"adapted {m}": after[m] for m in METRICS}})
+            print(f"{folder.name} (seed {base.metadata['training_config']['seed']}): "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in rows[-1].items()), flush=True)  # fmt: skip
+    print(
+        f"\nover {len(rows)} base models, adapted to {data / 'test'} ({folds}-fold, grouped by patient): mean [min-max], range"
+    )
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        print(
+            f"  {key}: {sum(values) / len(values):.4f} [{min(values):.4f}-{max(values):.4f}], {max(values) - min(values):.4f}"
+        )
+
+
 def train(args: argparse.Namespace) -> int:
     import train as train_script
 
@@ -110,7 +145,14 @@ def main() -> int:
     report = commands.add_parser("summary", help="mean and range over trained model folders")
     report.add_argument("folders", type=Path, nargs="+")
     report.add_argument("--write", metavar="NAME", help="store the spread in this registered model's metadata and card")
+    site = commands.add_parser("adapted", help="adapt each model folder to the official test set; mean and range")
+    site.add_argument("folders", type=Path, nargs="+")
+    site.add_argument("--folds", type=int, default=5)
+    add_data_argument(site)
     args = parser.parse_args()
+    if args.command == "adapted":
+        adapted(args.folders, args.data, args.folds)
+        return 0
     if args.command == "summary":
         summary(args.folders, args.write)
         return 0
