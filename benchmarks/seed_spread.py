@@ -2,7 +2,7 @@
 
     python benchmarks/seed_spread.py train --seed 2337 [--config META] [--out DIR]
     python benchmarks/seed_spread.py summary MODEL_DIR [MODEL_DIR ...] [--write NAME]
-    python benchmarks/seed_spread.py adapted MODEL_DIR [MODEL_DIR ...] [--data DIR] [--folds K]
+    python benchmarks/seed_spread.py adapted MODEL_DIR [MODEL_DIR ...] [--data DIR] [--folds K] [--write NAME]
 
 ``train`` runs ``train.py`` with a configuration (default: the shipped default's metadata) and
 another seed, into ``runs/seeds/`` unless ``--out`` says otherwise.
@@ -16,6 +16,7 @@ metadata (``seed_spread``) and rewrites its card.
 model folder given is adapted to the official test set as ``benchmarks/adapt_site.py`` does (the test
 set plays "site B"; patient-grouped K-fold cross-validation, one out-of-fold prediction per image),
 and the base's own test figures are printed beside the adapted ones, then the mean and range of each.
+``--write NAME`` stores the adapted ranges beside the seed spread in that model's metadata and card.
 
 The three candidate epoch rules tried against today's (fixed-cosine, bn-refresh and ema, none
 adopted: docs/experiments.md) were applied here by a ``--rule`` option; their code is in git
@@ -47,6 +48,38 @@ def kept_epochs(metadata: dict) -> list[int]:
     return kept
 
 
+def _print_spread(rows: list[dict[str, float]], heading: str) -> None:
+    print(f"\n{heading}: mean [min-max], range")
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        print(
+            f"  {key}: {sum(values) / len(values):.4f} [{min(values):.4f}-{max(values):.4f}], {max(values) - min(values):.4f}"
+        )
+
+
+def _span(rows: list[dict[str, float]], key: str, percent: bool) -> str:
+    low, high = min(r[key] for r in rows), max(r[key] for r in rows)
+    return f"{100 * low:.1f}-{100 * high:.1f}%" if percent else f"{low:.3f}-{high:.3f}"
+
+
+def _shown(folders: list[Path]) -> str:
+    return " ".join(str(f.resolve().relative_to(ROOT)) if f.resolve().is_relative_to(ROOT) else str(f) for f in folders)
+
+
+def _write(name: str, update: dict) -> None:
+    """Store ``update`` in a registered model's ``seed_spread`` (keeping what it does not replace) and
+    rewrite its card."""
+    from pneumo_core import registry
+    from pneumo_core.card import model_card
+
+    folder = registry.models_dir() / name
+    metadata = json.loads((folder / registry.METADATA_FILE).read_text())
+    metadata["seed_spread"] = {**(metadata.get("seed_spread") or {}), **update}
+    (folder / registry.METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    (folder / registry.CARD_FILE).write_text(model_card(metadata))
+    print(f"wrote the spread into {folder / registry.METADATA_FILE} and its card")
+
+
 def summary(folders: list[Path], write: str | None = None) -> None:
     rows, seeds, kept = [], [], []
     for folder in folders:
@@ -59,44 +92,25 @@ def summary(folders: list[Path], write: str | None = None) -> None:
         print(f"{folder.name} (seed {seeds[-1]}): kept epochs {kept_epochs(metadata)}; "
               + ", ".join(f"{k} {v:.4f}" for k, v in row.items()))  # fmt: skip
         rows.append(row)
-    print(f"\nover {len(rows)} seeds: mean [min-max], range")
-    for key in rows[0]:
-        values = [r[key] for r in rows]
-        print(
-            f"  {key}: {sum(values) / len(values):.4f} [{min(values):.4f}-{max(values):.4f}], {max(values) - min(values):.4f}"
-        )
+    _print_spread(rows, f"over {len(rows)} seeds")
     if write:
         from pneumo_core import registry
-        from pneumo_core.card import model_card
-
-        def span(key: str, percent: bool) -> str:
-            low, high = min(r[key] for r in rows), max(r[key] for r in rows)
-            return f"{100 * low:.1f}-{100 * high:.1f}%" if percent else f"{low:.3f}-{high:.3f}"
 
         text = (
-            f"seeds {', '.join(map(str, seeds))} gave validation AUC {span('val auc', False)}, accuracy "
-            f"{span('val accuracy', True)}; official test AUC {span('test auc', False)}, accuracy "
-            f"{span('test accuracy', True)}, sensitivity {span('test sensitivity', True)}, specificity "
-            f"{span('test specificity', True)}; kept epochs per member {min(kept)} to {max(kept)}"
+            f"seeds {', '.join(map(str, seeds))} gave validation AUC {_span(rows, 'val auc', False)}, accuracy "
+            f"{_span(rows, 'val accuracy', True)}; official test AUC {_span(rows, 'test auc', False)}, accuracy "
+            f"{_span(rows, 'test accuracy', True)}, sensitivity {_span(rows, 'test sensitivity', True)}, specificity "
+            f"{_span(rows, 'test specificity', True)}; kept epochs per member {min(kept)} to {max(kept)}"
         )
-        folder = registry.models_dir() / write
-        metadata = json.loads((folder / registry.METADATA_FILE).read_text())
         trained = [seed for seed, f in zip(seeds, folders, strict=True) if f.resolve().parent != registry.models_dir()]
         command = (
             f"each of `python benchmarks/seed_spread.py train --seed S` for S in {', '.join(map(str, trained))}, then "
-            "`python benchmarks/seed_spread.py summary "
-            + " ".join(
-                str(f.resolve().relative_to(ROOT)) if f.resolve().is_relative_to(ROOT) else str(f) for f in folders
-            )
-            + "`"
+            f"`python benchmarks/seed_spread.py summary {_shown(folders)}`"
         )
-        metadata["seed_spread"] = {"summary": text, "command": command}
-        (folder / registry.METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-        (folder / registry.CARD_FILE).write_text(model_card(metadata))
-        print(f"wrote the spread into {folder / registry.METADATA_FILE} and its card")
+        _write(write, {"summary": text, "command": command})
 
 
-def adapted(folders: list[Path], data: Path, folds: int) -> None:
+def adapted(folders: list[Path], data: Path, folds: int, write: str | None = None) -> None:
     import os
     import tempfile
 
@@ -106,23 +120,26 @@ def adapted(folders: list[Path], data: Path, folds: int) -> None:
     from pneumo_core.evaluation import summary as figures
 
     site = from_folder(data / "test")
-    rows = []
+    rows, seeds = [], []
     with tempfile.TemporaryDirectory() as scratch:
         for folder in folders:
             base = Classifier.load(folder)
             result = adapt(base, site, Path(scratch) / folder.name, folds=folds)
             before, after = result.metadata["adaptation"]["before"], figures(result.metadata["test"])
             rows.append({**{f"base {m}": before[m] for m in METRICS}, **{f"adapted {m}": after[m] for m in METRICS}})
-            print(f"{folder.name} (seed {base.metadata['training_config']['seed']}): "
+            seeds.append(base.metadata["training_config"]["seed"])
+            print(f"{folder.name} (seed {seeds[-1]}): "
                   + ", ".join(f"{k} {v:.4f}" for k, v in rows[-1].items()), flush=True)  # fmt: skip
-    print(
-        f"\nover {len(rows)} base models, adapted to {data / 'test'} ({folds}-fold, grouped by patient): mean [min-max], range"
-    )
-    for key in rows[0]:
-        values = [r[key] for r in rows]
-        print(
-            f"  {key}: {sum(values) / len(values):.4f} [{min(values):.4f}-{max(values):.4f}], {max(values) - min(values):.4f}"
+    _print_spread(rows, f"over {len(rows)} base models, adapted to {data / 'test'} ({folds}-fold, grouped by patient)")
+    if write:
+        text = (
+            f"on the official test set as site B (`adapt`, {folds}-fold cross-validation grouped by "
+            f"patient, out of fold), seeds {', '.join(map(str, seeds))} gave AUC {_span(rows, 'adapted auc', False)}, "
+            f"accuracy {_span(rows, 'adapted accuracy', True)}, sensitivity "
+            f"{_span(rows, 'adapted sensitivity', True)}, specificity {_span(rows, 'adapted specificity', True)}"
         )
+        command = f"`python benchmarks/seed_spread.py adapted {_shown(folders)}`"
+        _write(write, {"adapted": {"summary": text, "command": command}})
 
 
 def train(args: argparse.Namespace) -> int:
@@ -148,10 +165,11 @@ def main() -> int:
     site = commands.add_parser("adapted", help="adapt each model folder to the official test set; mean and range")
     site.add_argument("folders", type=Path, nargs="+")
     site.add_argument("--folds", type=int, default=5)
+    site.add_argument("--write", metavar="NAME", help="store the adapted spread in this registered model's card")
     add_data_argument(site)
     args = parser.parse_args()
     if args.command == "adapted":
-        adapted(args.folders, args.data, args.folds)
+        adapted(args.folders, args.data, args.folds, args.write)
         return 0
     if args.command == "summary":
         summary(args.folders, args.write)

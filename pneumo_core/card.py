@@ -195,7 +195,10 @@ def _code_lines(code: dict[str, Any] | None) -> list[str]:
 def _seed_spread(spread: dict[str, Any] | None) -> str:
     if not spread:
         return ", which has not been measured for this configuration yet."
-    return f": {spread['summary']} ({spread['command']})."
+    text = f": {spread['summary']} ({spread['command']})."
+    if spread.get("adapted"):  # what a site that adapts the model to its own images would see
+        text += f" Each adapted to a site's own images: {spread['adapted']['summary']} ({spread['adapted']['command']})."
+    return text
 
 
 def _site_check_section(figures: dict[str, Any] | None) -> list[str]:

@@ -36,3 +36,28 @@ def test_the_seed_spread_reads_each_members_kept_epoch() -> None:
 
     history = {"val_loss": [0.9, 0.4, 0.6, 0.7, 0.8, 0.3, 0.5, 0.2, 0.6, 0.7]}
     assert kept_epochs({"history": history, "member_epochs": [5, 5]}) == [2, 3]  # each member's best epoch
+
+
+def test_the_seed_spread_and_its_adapted_reading_are_written_side_by_side(tmp_path, monkeypatch) -> None:
+    """`summary --write` and `adapted --write` each store their part of ``seed_spread`` and keep the
+    other's, and the card shows both with their commands."""
+    import json
+    import shutil
+
+    from conftest import SHIPPED_MODELS
+
+    from benchmarks.seed_spread import _write
+
+    shutil.copytree(SHIPPED_MODELS / "pneumonia-cnn-v3", tmp_path / "m", ignore=shutil.ignore_patterns("*.keras"))
+    monkeypatch.setenv("PNEUMO_MODELS", str(tmp_path))
+    _write("m", {"adapted": {"summary": "on site B, seeds 1, 2 gave specificity 88.0-90.0%", "command": "`adapt-cmd`"}})
+    _write("m", {"summary": "seeds 1, 2 gave specificity 50.0-60.0%", "command": "`summary-cmd`"})
+    spread = json.loads((tmp_path / "m" / "metadata.json").read_text())["seed_spread"]
+    assert (
+        spread["summary"] == "seeds 1, 2 gave specificity 50.0-60.0%" and spread["adapted"]["command"] == "`adapt-cmd`"
+    )
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "seeds 1, 2 gave specificity 50.0-60.0% (`summary-cmd`)." in card
+    assert (
+        "Each adapted to a site's own images: on site B, seeds 1, 2 gave specificity 88.0-90.0% (`adapt-cmd`)." in card
+    )
