@@ -52,8 +52,7 @@ def main() -> None:
         print(f"   before ({base.name}):        {summary_line(adaptation['before'])}")
         if adaptation.get("home"):
             print(f"   at home (validation patients not replayed): {summary_line(adaptation['home'])}")
-        print(f"   shrunk toward the base head in {sum(adaptation['prior_per_fold'])} of {len(adaptation['prior_per_fold'])} folds "
-              f"(final model: {adaptation['prior']}); replay weight {adaptation['replay_weight']} on {adaptation['replayed_home_images']} home images "
+        print(f"   replay weight {adaptation['replay_weight']} on {adaptation['replayed_home_images']} home images "
               f"(per fold: {adaptation['replay_weight_per_fold']}), regularisation {adaptation['regularisation']}")  # fmt: skip
         for point in adaptation["learning_curve"]:
             print(f"   learning curve, {point['images']:4d} images: AUC {point['auc']:.3f}, accuracy "

@@ -46,10 +46,6 @@ REPLAY_WEIGHTS = (0.0, 0.25, 1.0)
 """Total weight of the replayed home images, as a share of the site images' (each site image weighs
 1), that the inner cross-validation chooses among."""
 HOME_AUC = 0.99
-PRIOR_SCALE = 10.0
-"""With the base prior, the base model's logit joins the head's standardised inputs multiplied by
-this, so its weight is penalised ``PRIOR_SCALE ** 2`` times less than any other: the head shrinks
-toward the base model's own head instead of toward zero."""
 """The inner out-of-fold AUC on replayed home images a head must keep to be preferred. When no
 candidate keeps it, the site comes first: the lowest site log-loss of all is chosen."""
 TARGET_SENSITIVITY = 0.97
@@ -167,7 +163,6 @@ class Head:
     threshold: float = 0.5
     regularisation: float = 0.1
     replay_weight: float = 0.0
-    prior: bool = False
 
     def logits(self, embeddings: np.ndarray) -> np.ndarray:
         return ((np.asarray(embeddings, np.float64) - self.centre) / self.scale) @ self.weights + self.bias
@@ -196,34 +191,11 @@ def split_home(reference: Any, seed: int) -> tuple[Replay, Replay]:
     return home.part(replayed), home.part(kept)
 
 
-def base_direction(base: Any) -> np.ndarray | None:
-    """The base model's logit as a direction in its embedding (weights on the embedding's numbers,
-    zero where its last layer does not read), or None when its last layer is not a dense unit on one
-    of the embedding's parts: ``logit`` on ``pool`` for a trained model, ``site_logit`` on the whole
-    embedding for an adapted one."""
-    layers, sizes = list(base.contract.feature_layers), base.network.feature_sizes
-    names = {layer.name for layer in base.model.layers}
-    if "site_logit" in names:
-        kernel = base.model.get_layer("site_logit").get_weights()[0][:, 0]
-        return kernel.astype(np.float64) if kernel.size == sum(sizes) else None
-    if "logit" not in names or "pool" not in layers:
-        return None
-    kernel = base.model.get_layer("logit").get_weights()[0][:, 0]
-    at = layers.index("pool")
-    if kernel.size != sizes[at]:
-        return None
-    direction = np.zeros(sum(sizes))
-    direction[sum(sizes[:at]) : sum(sizes[: at + 1])] = kernel
-    return direction
-
-
 def _logistic(
-    x: np.ndarray, y: np.ndarray, regularisation: float, replay: Replay | None = None, replay_weight: float = 0.0,
-    prior: np.ndarray | None = None,
-) -> Head:  # fmt: skip
+    x: np.ndarray, y: np.ndarray, regularisation: float, replay: Replay | None = None, replay_weight: float = 0.0
+) -> Head:
     """Fit the head on the site's images, and the replayed home images at ``replay_weight`` of their
-    total weight when given. With ``prior`` (``base_direction``), the head shrinks toward it (see
-    ``PRIOR_SCALE``); the fitted head is folded back into weights on the embedding."""
+    total weight when given."""
     from sklearn.linear_model import LogisticRegression
 
     weights = np.ones(len(y))
@@ -233,19 +205,10 @@ def _logistic(
             [weights, np.full(len(replay.labels), replay_weight * len(weights) / len(replay.labels))]
         )
     centre, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
-    z = (x - centre) / scale
-    if prior is not None:
-        base = z @ (prior * scale)  # the base logit, less a constant
-        mean, spread = base.mean(), base.std() + 1e-6
-        z = np.hstack([z, PRIOR_SCALE * ((base - mean) / spread)[:, None]])
-    model = LogisticRegression(C=regularisation, max_iter=3000).fit(z, y, sample_weight=weights)
-    coef, bias = model.coef_[0].astype(np.float64), float(model.intercept_[0])
-    if prior is not None:  # w.z + a*K*(z.(prior*scale) - mean)/spread, as weights on z alone
-        along = coef[-1] * PRIOR_SCALE / spread
-        coef, bias = coef[:-1] + along * prior * scale, bias - along * mean
+    model = LogisticRegression(C=regularisation, max_iter=3000).fit((x - centre) / scale, y, sample_weight=weights)
     return Head(
-        centre, scale, coef, bias, regularisation=regularisation,
-        replay_weight=replay_weight if replay is not None else 0.0, prior=prior is not None,
+        centre, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]),
+        regularisation=regularisation, replay_weight=replay_weight if replay is not None else 0.0,
     )  # fmt: skip
 
 
@@ -257,21 +220,20 @@ def _folds(y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> list[tuple[n
 
 
 def _out_of_fold_logits(
-    x, y, groups, regularisation: float, k: int, seed: int, replay: Replay | None = None, replay_weight: float = 0.0,
-    prior: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    x, y, groups, regularisation: float, k: int, seed: int, replay: Replay | None = None, replay_weight: float = 0.0
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Out-of-fold logits of the site's images and, with ``replay``, of the replayed home images:
     fold i holds out site fold i and home fold i, so no patient scores with a head that saw it."""
     logits = np.zeros(len(y))
     splits = _folds(y, groups, k, seed)
     if replay is None:
         for train, held_out in splits:
-            logits[held_out] = _logistic(x[train], y[train], regularisation, prior=prior).logits(x[held_out])
+            logits[held_out] = _logistic(x[train], y[train], regularisation).logits(x[held_out])
         return logits, None
     home_logits = np.zeros(len(replay.labels))
     home_splits = _folds(replay.labels, replay.groups, len(splits), seed)
     for (train, held_out), (home_train, home_held_out) in zip(splits, itertools.cycle(home_splits)):
-        head = _logistic(x[train], y[train], regularisation, replay.part(home_train), replay_weight, prior)
+        head = _logistic(x[train], y[train], regularisation, replay.part(home_train), replay_weight)
         logits[held_out] = head.logits(x[held_out])
         home_logits[home_held_out] = head.logits(replay.embeddings[home_held_out])
     return logits, home_logits
@@ -280,28 +242,25 @@ def _out_of_fold_logits(
 def fit_head(
     x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, replay: Replay | None = None, inner_folds: int = 5,
     seed: int = 0, regularisation: Sequence[float] = REGULARISATION, replay_weights: Sequence[float] = REPLAY_WEIGHTS,
-    prior: np.ndarray | None = None, priors: Sequence[bool] = (False, True),
 ) -> Head:  # fmt: skip
-    """Choose the regularisation, replay weight and, with ``prior``, whether to shrink toward it, by
-    inner grouped CV (see the module's docstring), then fit on all of ``x`` (and ``replay``);
-    temperature and threshold come from the chosen candidate's inner out-of-fold site logits."""
+    """Choose the regularisation and replay weight by inner grouped CV (see the module's docstring),
+    then fit on all of ``x`` (and ``replay``); temperature and threshold come from the chosen
+    candidate's inner out-of-fold site logits."""
     from sklearn.metrics import log_loss, roc_auc_score
 
     best = None
-    for strength, weight, shrink in itertools.product(
-        regularisation, replay_weights if replay is not None else (0.0,), priors if prior is not None else (False,)
-    ):
-        toward = prior if shrink else None
-        logits, home_logits = _out_of_fold_logits(x, y, groups, strength, inner_folds, seed, replay, weight, toward)
-        temperature = fit_temperature(y, logits)
-        loss = log_loss(y, np.clip(sigmoid(logits, temperature), 1e-7, 1 - 1e-7), labels=[0, 1])
-        home_auc = roc_auc_score(replay.labels, home_logits) if replay is not None else 1.0
-        rank = (home_auc < HOME_AUC, loss)  # heads that keep HOME_AUC at home first, then by site log-loss
-        if best is None or rank < best[0]:
-            best = (rank, strength, weight, toward, logits, temperature)
-    _, strength, weight, toward, logits, temperature = best
+    for strength in regularisation:
+        for weight in replay_weights if replay is not None else (0.0,):
+            logits, home_logits = _out_of_fold_logits(x, y, groups, strength, inner_folds, seed, replay, weight)
+            temperature = fit_temperature(y, logits)
+            loss = log_loss(y, np.clip(sigmoid(logits, temperature), 1e-7, 1 - 1e-7), labels=[0, 1])
+            home_auc = roc_auc_score(replay.labels, home_logits) if replay is not None else 1.0
+            rank = (home_auc < HOME_AUC, loss)  # heads that keep HOME_AUC at home first, then by site log-loss
+            if best is None or rank < best[0]:
+                best = (rank, strength, weight, logits, temperature)
+    _, strength, weight, logits, temperature = best
     threshold, _ = choose_threshold(y, sigmoid(logits, temperature), target_sensitivity=TARGET_SENSITIVITY)
-    head = _logistic(x, y, strength, replay, weight, toward)
+    head = _logistic(x, y, strength, replay, weight)
     head.temperature, head.threshold = temperature, threshold
     return head
 
@@ -315,7 +274,6 @@ class CrossValidation:
     fold: np.ndarray
     regularisation: list[float]
     replay_weight: list[float]
-    prior: list[bool]
     report: dict[str, Any]
     learning_curve: list[dict[str, Any]] = field(default_factory=list)
 
@@ -331,31 +289,29 @@ def _subsample(rng: np.random.Generator, y: np.ndarray, n: int) -> np.ndarray:
 
 
 def cross_validate(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, replay: Replay | None = None, prior: np.ndarray | None = None,
-    folds: int = 5, seed: int = 0, on_event: EventHandler | None = None, should_stop: StopCheck | None = None,
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, replay: Replay | None = None, folds: int = 5,
+    seed: int = 0, on_event: EventHandler | None = None, should_stop: StopCheck | None = None,
 ) -> CrossValidation:  # fmt: skip
     """Patient-grouped K-fold estimate of adapting to these images, with a learning curve."""
     splits = _folds(y, groups, folds, seed)
     probabilities, thresholds, fold = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y), int)
-    strengths, replay_weights, priors = [], [], []
+    strengths, replay_weights = [], []
     sizes = [n for n in LEARNING_CURVE if n < len(y) * (1 - 1 / len(splits))]
     curve: dict[int, tuple[np.ndarray, np.ndarray]] = {n: (np.full(len(y), np.nan), np.zeros(len(y))) for n in sizes}
     rng = np.random.default_rng(seed)
     for index, (train, held_out) in enumerate(splits):
         check_stop(should_stop)
         emit(on_event, "fold", fold=index + 1, folds=len(splits))
-        head = fit_head(x[train], y[train], groups[train], replay=replay, prior=prior, seed=seed + index + 1)
+        head = fit_head(x[train], y[train], groups[train], replay=replay, seed=seed + index + 1)
         probabilities[held_out] = head.probabilities(x[held_out])
         thresholds[held_out], fold[held_out] = head.threshold, index
         strengths.append(head.regularisation)
         replay_weights.append(head.replay_weight)
-        priors.append(head.prior)
         for n in sizes:
             part = train[_subsample(rng, y[train], n)]
             small = fit_head(
                 x[part], y[part], groups[part], replay=replay, seed=seed + index + 1,
-                regularisation=[head.regularisation], replay_weights=[head.replay_weight], prior=prior,
-                priors=[head.prior],
+                regularisation=[head.regularisation], replay_weights=[head.replay_weight],
             )  # fmt: skip
             curve[n][0][held_out] = small.probabilities(x[held_out])
             curve[n][1][held_out] = small.threshold
@@ -367,7 +323,7 @@ def cross_validate(
     at = summary(report)
     points.append({"images": round(len(y) * (1 - 1 / len(splits))), "all": True,
                    **{k: at[k] for k in ("auc", "accuracy", "sensitivity", "specificity", "ece")}})  # fmt: skip
-    return CrossValidation(probabilities, thresholds, fold, strengths, replay_weights, priors, report, points)
+    return CrossValidation(probabilities, thresholds, fold, strengths, replay_weights, report, points)
 
 
 def build_adapted_network(base_model: Any, contract: ModelContract, head: Head) -> Any:
@@ -453,13 +409,12 @@ def adapt(
     before = evaluate(y, before_probabilities, threshold=base.contract.operating_threshold, seed=seed)
     reference = SiteReference.load(base.path / REFERENCE_FILE)
     replay, kept_home = split_home(reference, seed) if reference is not None else (None, None)
-    prior = base_direction(base)
     stage(on_event, should_stop, f"Cross-validating on {len(y)} images of {groups.max() + 1} patients")
     cv = cross_validate(
-        x, y, groups, replay=replay, prior=prior, folds=folds, seed=seed, on_event=on_event, should_stop=should_stop
+        x, y, groups, replay=replay, folds=folds, seed=seed, on_event=on_event, should_stop=should_stop
     )  # fmt: skip
     stage(on_event, should_stop, "Fitting the adapted model on every site image")
-    head = fit_head(x, y, groups, replay=replay, prior=prior, seed=seed)
+    head = fit_head(x, y, groups, replay=replay, seed=seed)
 
     home = None
     if kept_home is not None:  # the base model's validation patients never replayed: does it still work at home?
@@ -513,8 +468,6 @@ def adapt(
             "replayed_home_images": len(replay.labels) if replay is not None else 0,
             "replay_weight_per_fold": cv.replay_weight,
             "replay_weight": head.replay_weight,
-            "prior_per_fold": cv.prior,
-            "prior": head.prior,
             "learning_curve": cv.learning_curve,
             "before": summary(before),
             "home": home,

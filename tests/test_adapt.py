@@ -17,8 +17,6 @@ from pneumo_core.adapt import (
     Replay,
     SiteDataError,
     _folds,
-    _logistic,
-    base_direction,
     build_adapted_network,
     check_site_data,
     cross_validate,
@@ -149,50 +147,6 @@ def test_replaying_home_images_keeps_the_head_working_at_home_without_losing_the
     # no candidate keeps home's AUC (home's classes barely differ): the site decides alone
     hopeless = Replay(*population(300, np.r_[0.3, np.zeros(11)]))
     assert fit_head(x, y, groups, replay=hopeless).replay_weight == 0.0
-
-
-def test_the_base_prior_helps_a_small_site_that_the_base_already_separates_and_is_left_when_it_does_not() -> None:
-    """The base model's head as the direction the adapted head shrinks toward: with 40 images of a site
-    whose classes differ along it (scaled), a head shrunk toward it scores new patients better than one
-    shrunk toward zero, and inner CV chooses it; a useless direction is not chosen."""
-    from sklearn.metrics import roc_auc_score
-
-    rng = np.random.default_rng(11)
-    d = 60
-    base = np.zeros(d)
-    base[:20] = rng.normal(size=20)
-
-    def site(n: int):
-        y = (rng.random(n) < 0.6).astype(int)
-        return rng.normal(size=(n, d)) + 0.35 * y[:, None] * base, y, np.arange(n)
-
-    x, y, groups = site(40)
-    new_x, new_y, _ = site(2000)
-    plain, shrunk = _logistic(x, y, 0.1), _logistic(x, y, 0.1, prior=base)
-    assert shrunk.prior and not plain.prior
-    assert roc_auc_score(new_y, shrunk.logits(new_x)) > roc_auc_score(new_y, plain.logits(new_x)) + 0.03
-    assert fit_head(x, y, groups, prior=base).prior
-    useless = np.zeros(d)
-    useless[40:] = rng.normal(size=20)
-    assert not fit_head(*site(200), prior=useless).prior
-
-
-def test_the_base_direction_is_the_base_models_logit_on_its_embedding(tiny_classifier) -> None:
-    contract = tiny_classifier.contract
-    x = np.random.default_rng(4).uniform(0, 255, (5, contract.input_size, contract.input_size, 1)).astype(np.float32)
-    logits, embeddings = tiny_classifier.network.outputs(x)
-    direction = base_direction(tiny_classifier)
-    bias = tiny_classifier.model.get_layer("logit").get_weights()[1][0]
-    np.testing.assert_allclose(embeddings @ direction + bias, logits, rtol=1e-4, atol=1e-4)
-    # an adapted model's own head is the direction when it is adapted again
-    head = _logistic(embeddings, np.array([0, 1, 0, 1, 1]), 1.0, prior=direction)
-    adapted = build_adapted_network(tiny_classifier.model, contract, head)
-
-    class Adapted:
-        model, network = adapted, tiny_classifier.network
-
-    Adapted.contract = contract
-    np.testing.assert_allclose(base_direction(Adapted) * head.scale, head.weights, rtol=1e-4, atol=1e-6)
 
 
 def test_home_is_halved_by_patient_into_replayed_and_kept() -> None:
