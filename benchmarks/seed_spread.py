@@ -1,11 +1,13 @@
 """Seed spread of a training configuration (issue 22).
 
-    python benchmarks/seed_spread.py train --seed 2337 [--config META] [--out DIR]
+    python benchmarks/seed_spread.py train --seed 2337 [--config META] [--out DIR] [--without-op-determinism]
     python benchmarks/seed_spread.py summary MODEL_DIR [MODEL_DIR ...] [--write NAME]
     python benchmarks/seed_spread.py adapted MODEL_DIR [MODEL_DIR ...] [--data DIR] [--folds K] [--write NAME]
 
 ``train`` runs ``train.py`` with a configuration (default: the shipped default's metadata) and
-another seed, into ``runs/seeds/`` unless ``--out`` says otherwise.
+another seed, into ``runs/seeds/`` unless ``--out`` says otherwise. ``--without-op-determinism``
+trains with TensorFlow's op determinism left off (into a folder named so), only to measure what it
+costs: compare the two runs' ``training_seconds``, which ``summary`` prints.
 
 ``summary`` prints, for the model folders given, each one's validation and test AUC, accuracy,
 sensitivity, specificity, calibrated validation log-loss and kept epochs per member, then the mean
@@ -87,6 +89,7 @@ def summary(folders: list[Path], write: str | None = None) -> None:
         row = {f"val {m}": metadata["validation"][m] for m in METRICS}
         row.update({f"test {m}": metadata["test"][m] for m in METRICS})
         row["val log-loss"] = metadata["validation"]["log_loss"]
+        row["training seconds"] = metadata["training_seconds"]
         seeds.append(metadata["training_config"]["seed"])
         kept += kept_epochs(metadata)
         print(f"{folder.name} (seed {seeds[-1]}): kept epochs {kept_epochs(metadata)}; "
@@ -146,6 +149,11 @@ def train(args: argparse.Namespace) -> int:
     import train as train_script
 
     out = args.out or ROOT / "runs" / "seeds" / f"early-stopping-seed-{args.seed}"
+    if args.without_op_determinism:  # only to measure the price of determinism (issue 22)
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism = lambda: None
+        out = args.out or out.with_name(f"{out.name}-without-op-determinism")
     return train_script.main(
         ["--data", str(args.data), "--config", str(args.config), "--seed", str(args.seed), "--out", str(out)]
     )
@@ -158,6 +166,7 @@ def main() -> int:
     run.add_argument("--seed", type=int, required=True)
     run.add_argument("--config", type=Path, default=ROOT / "models" / "pneumonia-cnn-v3" / "metadata.json")
     run.add_argument("--out", type=Path)
+    run.add_argument("--without-op-determinism", action="store_true", help="to measure what determinism costs")
     add_data_argument(run)
     report = commands.add_parser("summary", help="mean and range over trained model folders")
     report.add_argument("folders", type=Path, nargs="+")
