@@ -197,7 +197,9 @@ def _seed_spread(spread: dict[str, Any] | None) -> str:
         return ", which has not been measured for this configuration yet."
     text = f": {spread['summary']} ({spread['command']})."
     if spread.get("adapted"):  # what a site that adapts the model to its own images would see
-        text += f" Each adapted to a site's own images: {spread['adapted']['summary']} ({spread['adapted']['command']})."
+        text += (
+            f" Each adapted to a site's own images: {spread['adapted']['summary']} ({spread['adapted']['command']})."
+        )
     return text
 
 
