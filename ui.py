@@ -229,18 +229,7 @@ def site_check_cached(
     if cached and cached["key"] == digest.hexdigest():
         return cached["check"]
     try:
-        if analyses is not None:
-            check = api.check_analyzed(clf, analyses)
-        else:
-            bar = st.progress(0.0, text="Reading images for the site check...")
-            try:
-                check = api.check_site(
-                    clf,
-                    images,
-                    progress=lambda done, total: bar.progress(done / total, text=f"Read {done} of {total} images"),
-                )
-            finally:
-                bar.empty()
+        check = api.check_analyzed(clf, analyses) if analyses is not None else _read_and_check(clf, images)
     except ValueError as error:
         return str(error)
     atypical = {item["name"] for item in check.most_atypical}
@@ -250,6 +239,17 @@ def site_check_cached(
         "atypical": {name: source for name, source in images if name in atypical},
     }
     return check
+
+
+def _read_and_check(clf: api.Classifier, images: list[tuple[str, api.ImageSource]]) -> api.SiteCheck:
+    """``check_site`` with a progress bar while the images are read."""
+    bar = st.progress(0.0, text="Reading images for the site check...")
+    try:
+        return api.check_site(
+            clf, images, progress=lambda done, total: bar.progress(done / total, text=f"Read {done} of {total} images")
+        )
+    finally:
+        bar.empty()
 
 
 def promote(name: str, key: str) -> None:
