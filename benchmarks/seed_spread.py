@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import ROOT, add_data_argument
@@ -114,10 +116,8 @@ def summary(folders: list[Path], write: str | None = None) -> None:
 
 
 def adapted(folders: list[Path], data: Path, folds: int, write: str | None = None) -> None:
-    import os
     import tempfile
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from pneumo_core import Classifier
     from pneumo_core.adapt import adapt, from_folder
     from pneumo_core.evaluation import summary as figures
