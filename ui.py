@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import gc
 import hashlib
 import threading
 import time
@@ -22,11 +24,11 @@ from pneumo_core import api
 
 def _leave_keras_alone() -> None:
     """After every script run Streamlit calls ``keras.backend.clear_session()`` (for apps that build
-    a model in the script) and collects garbage. This app loads its models once per process and
-    adapts models in a background thread: the clearing cost two full garbage collections per rerun
-    (about as much CPU as the model's verdict and Grad-CAM) and could pull Keras' global state from
-    under a running adaptation. Streamlit's after-run cleanup is told to leave Keras alone (it has no
-    setting for this); .streamlit/config.toml turns the extra collection off."""
+    a model in the script) and then collects garbage. This app loads its models once per process and
+    adapts models in a background thread: the clearing cost two more full garbage collections per
+    rerun and could pull Keras' global state from under a running adaptation. Streamlit's after-run
+    cleanup is told to leave Keras alone (it has no setting for this); its collection stays, made
+    cheap by ``_freeze_libraries``."""
     from streamlit.runtime.scriptrunner import script_runner
 
     script_runner._clean_problem_modules = lambda: None
@@ -129,8 +131,26 @@ ANALYSES = AnalysisStore(MAX_CACHED_BYTES, MAX_TOTAL_CACHED_BYTES, IDLE_SECONDS)
 threading.Thread(target=_expire_forever, args=(ANALYSES, 10.0), daemon=True, name="analysis-expiry").start()
 
 
+@functools.cache
+def _freeze_libraries() -> None:
+    """Leave TensorFlow's and Keras' own objects out of garbage collection from now on (once per
+    process, before the first model loads, so that models are still collected when dropped).
+
+    Streamlit collects garbage after every script run, which frees at once each run's reference
+    cycles (an interrupted rerun's traceback holds the frames, and with them an upload's bytes and
+    arrays). With the libraries' 400,000 objects to visit, that collection cost about as much CPU as
+    the model's verdict; left to Python's own schedule instead, a full collection came only once
+    100,000 more objects had piled up, and the garbage in between fragmented the heap, so the
+    server's memory grew upload after upload (docs/benchmarks.md). Frozen, they are skipped: a
+    collection visits what the app and its models hold, in milliseconds."""
+    api.import_model_libraries()
+    gc.collect()
+    gc.freeze()
+
+
 @st.cache_resource(show_spinner="Loading model...", max_entries=4)
 def _load(name: str, models_dir: str) -> tuple[api.Classifier, str | None]:
+    _freeze_libraries()
     return api.Classifier.load_or_fallback(name)
 
 

@@ -95,6 +95,12 @@ def plain(text: object) -> str:
     return _BLOCK_START.sub(r"\1\\\2", escaped)  # a list, heading or quote marker at the start
 
 
+def import_model_libraries() -> None:
+    """Import the libraries every model needs (TensorFlow and Keras), which loading the first model
+    would otherwise do: for a server that wants them in memory before it serves anyone."""
+    import keras  # noqa: F401
+
+
 def data_dir() -> Path | None:
     """The configured dataset folder if it holds a split (examples, gallery, retraining), else ``None``."""
     path = resolve_data_dir()

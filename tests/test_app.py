@@ -435,8 +435,6 @@ def test_a_sessions_analyses_are_keyed_by_its_streamlit_session_and_go_when_its_
 def test_streamlit_leaves_keras_state_alone_between_reruns(monkeypatch: pytest.MonkeyPatch) -> None:
     """Streamlit clears Keras after every script run unless told not to: two full garbage collections
     per rerun, and Keras' global state pulled from under a running adaptation."""
-    import tomllib
-
     import keras
     from streamlit.runtime.scriptrunner import script_runner
 
@@ -446,5 +444,31 @@ def test_streamlit_leaves_keras_state_alone_between_reruns(monkeypatch: pytest.M
     monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: cleared.append(1))
     script_runner._clean_problem_modules()
     assert cleared == []
+
+
+def test_garbage_is_collected_after_every_rerun_without_visiting_the_libraries(use_tiny_registry: Path) -> None:
+    """Streamlit's garbage collection after each script run stays on: it frees an interrupted
+    rerun's uploads and arrays at once, where waiting for Python's own schedule let the server's
+    memory grow upload after upload (docs/benchmarks.md). It stays cheap because loading the first
+    model takes TensorFlow's and Keras' own objects out of collection; the models are still
+    collected once dropped."""
+    import gc
+    import tomllib
+    import weakref
+
+    import keras
+
+    import ui
+
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    assert config["runner"]["postScriptGC"] is False
+    assert config.get("runner", {}).get("postScriptGC", True) is True  # Streamlit's default: on
+    clf, warning = ui._load("tiny", str(use_tiny_registry))
+    assert warning is None and gc.get_freeze_count() > 100_000
+    tracked = {id(o) for o in gc.get_objects()}
+    assert id(keras.layers.Dense) not in tracked and id(keras.Model.fit) not in tracked  # frozen: never visited
+    assert id(clf.model) in tracked  # the model itself is not frozen
+    ui._load.clear()
+    dropped = weakref.ref(clf.model)
+    del clf
+    gc.collect()
+    assert dropped() is None
