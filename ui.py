@@ -133,16 +133,16 @@ threading.Thread(target=_expire_forever, args=(ANALYSES, 10.0), daemon=True, nam
 
 @functools.cache
 def _freeze_libraries() -> None:
-    """Leave TensorFlow's and Keras' own objects out of garbage collection from now on (once per
-    process, before the first model loads, so that models are still collected when dropped).
+    """Leave every object there is once TensorFlow and Keras are imported (the libraries' modules,
+    Streamlit's among them) out of garbage collection from now on: once per process, before the
+    first model loads, so that models are still collected when dropped.
 
-    Streamlit collects garbage after every script run, which frees at once each run's reference
-    cycles (an interrupted rerun's traceback holds the frames, and with them an upload's bytes and
-    arrays). With the libraries' 400,000 objects to visit, that collection cost about as much CPU as
-    the model's verdict; left to Python's own schedule instead, a full collection came only once
-    100,000 more objects had piled up, and the garbage in between fragmented the heap, so the
-    server's memory grew upload after upload (docs/benchmarks.md). Frozen, they are skipped: a
-    collection visits what the app and its models hold, in milliseconds."""
+    Streamlit collects garbage after every script run, so whatever a run's reference cycles hold is
+    freed as soon as the run ends. With the libraries' 410,000 objects to visit, that cost more
+    server CPU than all the rest of an upload; left to Python's own schedule instead, a full
+    collection comes only once about 100,000 more objects have outlived younger ones, and in a
+    100-upload soak the server's memory grew half as much again (docs/experiments.md). Frozen, the
+    libraries are skipped: a collection visits what the app and its models hold, in milliseconds."""
     api.import_model_libraries()
     gc.collect()
     gc.freeze()

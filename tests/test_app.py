@@ -447,11 +447,10 @@ def test_streamlit_leaves_keras_state_alone_between_reruns(monkeypatch: pytest.M
 
 
 def test_garbage_is_collected_after_every_rerun_without_visiting_the_libraries(use_tiny_registry: Path) -> None:
-    """Streamlit's garbage collection after each script run stays on: it frees an interrupted
-    rerun's uploads and arrays at once, where waiting for Python's own schedule let the server's
-    memory grow upload after upload (docs/benchmarks.md). It stays cheap because loading the first
-    model takes TensorFlow's and Keras' own objects out of collection; the models are still
-    collected once dropped."""
+    """Streamlit's garbage collection after each script run stays on: waiting for Python's own
+    schedule instead let the server's memory grow faster (docs/experiments.md). It stays cheap
+    because loading the first model takes TensorFlow's and Keras' own objects out of collection; the
+    models are still collected once dropped."""
     import gc
     import tomllib
     import weakref
