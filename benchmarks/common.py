@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from pneumo_core.data import DATA_HELP, resolve_data_dir
 
@@ -28,6 +30,16 @@ def add_data_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", type=Path, default=resolve_data_dir(), help=f"dataset root with train/, val/ and test/ ({DATA_HELP})"
     )
+
+
+def rewrite_metadata(folder: Path, metadata: dict[str, Any]) -> None:
+    """Store a benchmark's figures: write ``metadata`` as the model folder's metadata and rewrite its
+    card from it."""
+    from pneumo_core import registry
+    from pneumo_core.card import model_card
+
+    (folder / registry.METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    (folder / registry.CARD_FILE).write_text(model_card(metadata))
 
 
 def scratch_copy(destination: Path) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import ROOT, add_data_argument
+from benchmarks.common import ROOT, add_data_argument, rewrite_metadata
 
 METRICS = ("auc", "accuracy", "sensitivity", "specificity")
 
@@ -74,13 +74,11 @@ def _write(name: str, update: dict) -> None:
     """Store ``update`` in a registered model's ``seed_spread`` (keeping what it does not replace) and
     rewrite its card."""
     from pneumo_core import registry
-    from pneumo_core.card import model_card
 
     folder = registry.models_dir() / name
     metadata = json.loads((folder / registry.METADATA_FILE).read_text())
     metadata["seed_spread"] = {**(metadata.get("seed_spread") or {}), **update}
-    (folder / registry.METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-    (folder / registry.CARD_FILE).write_text(model_card(metadata))
+    rewrite_metadata(folder, metadata)
     print(f"wrote the spread into {folder / registry.METADATA_FILE} and its card")
 
 

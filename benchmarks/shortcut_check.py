@@ -18,12 +18,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import add_data_argument
+from benchmarks.common import add_data_argument, rewrite_metadata
 
 
 def main() -> None:
     from pneumo_core import Classifier, registry
-    from pneumo_core.card import model_card
     from pneumo_core.config import TrainingConfig
     from pneumo_core.data import list_split, training_split
     from pneumo_core.shortcuts import shortcut_check
@@ -47,8 +46,7 @@ def main() -> None:
     if args.write:
         metadata = registry.read_metadata(clf.path)
         metadata["shortcut_check"] = result
-        (clf.path / registry.METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-        (clf.path / registry.CARD_FILE).write_text(model_card(metadata))
+        rewrite_metadata(clf.path, metadata)
         print(f"written to {clf.path}")
 
 

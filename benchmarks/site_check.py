@@ -21,7 +21,6 @@ meets its own images in the reference. A false alarm is a control batch called s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import add_data_argument
+from benchmarks.common import add_data_argument, rewrite_metadata
 
 SIZES = (25, 50, 100, 200, 400)
 DETECTION_SIZES = (25, 50, 100, 200)
@@ -51,7 +50,6 @@ def draw(rng: np.random.Generator, labels: np.ndarray, n: int, share: float | No
 
 def main() -> None:
     from pneumo_core import Classifier, registry
-    from pneumo_core.card import model_card
     from pneumo_core.config import TrainingConfig
     from pneumo_core.data import list_split, load_arrays, training_split
     from pneumo_core.evaluation import sigmoid
@@ -152,8 +150,7 @@ def main() -> None:
             "seconds_600": round(seconds, 1),
             "command": "python benchmarks/site_check.py --model " + clf.name + " --write",
         }
-        (clf.path / registry.METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-        (clf.path / registry.CARD_FILE).write_text(model_card(metadata))
+        rewrite_metadata(clf.path, metadata)
         print(f"wrote the figures into {clf.path / registry.METADATA_FILE} and its card")
 
 
