@@ -36,10 +36,10 @@ def rewrite_metadata(folder: Path, metadata: dict[str, Any]) -> None:
     """Store a benchmark's figures: write ``metadata`` as the model folder's metadata and rewrite its
     card from it."""
     from pneumo_core import registry
-    from pneumo_core.card import model_card
+    from pneumo_core.card import card_for
 
     (folder / registry.METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-    (folder / registry.CARD_FILE).write_text(model_card(metadata))
+    (folder / registry.CARD_FILE).write_text(card_for(metadata))
 
 
 def scratch_copy(destination: Path) -> None:

@@ -350,6 +350,12 @@ def _summary_rows(report: dict[str, Any] | None) -> list[str]:
     return [*_value_rows(report, _METRICS[:4]), _ece_row(report, "Expected calibration error")]
 
 
+def card_for(metadata: dict[str, Any]) -> str:
+    """The card of any model folder's metadata: a site-adapted model's (``adapted_model_card``) or a
+    trained one's (``model_card``)."""
+    return adapted_model_card(metadata) if "adaptation" in metadata else model_card(metadata)
+
+
 def adapted_model_card(metadata: dict[str, Any]) -> str:
     """The card of a site-adapted model (``adapt.adapt``): site data, method, out-of-fold figures,
     learning curve, the base model before adaptation, and the base model's own test figures."""

@@ -265,10 +265,10 @@ def summary_line(report: dict) -> str:
 
 def cmd_card(args: argparse.Namespace) -> int:
     from . import registry
-    from .card import model_card
+    from .card import card_for
 
     path = registry.resolve(args.model)
-    (path / registry.CARD_FILE).write_text(model_card(registry.read_metadata(path)))
+    (path / registry.CARD_FILE).write_text(card_for(registry.read_metadata(path)))
     print(f"rewrote {path / registry.CARD_FILE} from {path / registry.METADATA_FILE}")
     return 0
 

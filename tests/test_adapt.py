@@ -208,6 +208,9 @@ def test_adapt_end_to_end_through_the_cli(tmp_path: Path, data_root: Path, tiny_
     older = {**metadata, "adaptation": {k: v for k, v in metadata["adaptation"].items() if not k.startswith("replay")}}
     card = adapted_model_card(older)  # adapted before home images were replayed: says so, no empty list
     assert "no home images replayed" in card and "per outer fold: )" not in card
+    written = (folder / "MODEL_CARD.md").read_text()
+    assert main(["card", "tiny-site"]) == 0  # rewriting an adapted model's card gives the same adapted card
+    assert (folder / "MODEL_CARD.md").read_text() == written
     adapted = Classifier.load(folder)
     image = sorted((data_root / "test" / "NORMAL").iterdir())[0]
     analysis = adapted.analyze(image)
